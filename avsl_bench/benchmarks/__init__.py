@@ -1,0 +1,1 @@
+"""Benchmark definitions (`manifests/*.toml`), annotation files and ground-truth rasterisation."""

@@ -1,0 +1,1 @@
+"""Dataset preparation: plan, acquire, cut, shard, manifest (see ../shared/spec/data.md)."""

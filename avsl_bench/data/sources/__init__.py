@@ -1,0 +1,1 @@
+"""Media sources for the acquisition stage (yt-dlp, mirror directories/tarballs)."""
