@@ -1,0 +1,1 @@
+"""Scoring: per-sample quantities, metrics, bootstrap confidence intervals, submissions and results."""
