@@ -1,0 +1,179 @@
+"""Cut one clip into its evaluation frame (JPEG) and audio window (FLAC) with one ffmpeg process (spec §3, §4).
+
+One process, two inputs of the same file: input 0 is seeked to the frame time (input seeking decodes from the
+previous keyframe and drops earlier frames, so the first frame with pts >= t is taken), input 1 is the audio window.
+The JPEG comes back on stdout, the FLAC through a private temp file (a seekable output gets a complete STREAMINFO).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import AvslBenchError
+from ..files import sha256_bytes
+from .ffmpeg import (
+    BASE_ARGS, BITEXACT_ARGS, FLAC_ARGS, FfmpegTimeout, find_ffmpeg, flac_streaminfo, parse_input_info, run_ffmpeg,
+)  # fmt: skip
+
+SAMPLE_RATE = 16000
+FRAME_TIME = 5.0
+CLIP_LENGTH = 10.0
+
+#: Failure reasons (the `error` column starts with one of them).
+CUT_REASONS = (
+    "no_video_stream", "no_audio_stream", "no_frame", "no_audio_samples", "timeout", "bad_output", "ffmpeg_error",
+)  # fmt: skip
+
+
+#: stderr signs that the video ended before the frame time (the frame output got nothing).
+_NO_FRAME = re.compile(r"No filtered frames for output stream|\[out#0/[^\]]*\] Nothing was written into output file")
+
+
+class CutError(AvslBenchError):
+    """A clip could not be cut; `reason` is one of CUT_REASONS, `message` ffmpeg's last line or a description."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+    def __reduce__(self):  # picklable across process pools
+        return (type(self), (self.reason, self.message))
+
+
+@dataclass(frozen=True)
+class CutResult:
+    """The two blobs of a clip and the facts recorded about them."""
+
+    jpg: bytes = field(repr=False)
+    flac: bytes = field(repr=False)
+    width: int
+    height: int
+    samples: int
+    sample_rate: int
+    frame_time: float
+    audio_window: tuple[float, float]
+    clip_duration: float | None
+    jpg_sha256: str
+    flac_sha256: str
+    elapsed_s: float = field(default=0.0, compare=False)
+
+
+def audio_window_bounds(audio_window: float, frame_time: float = FRAME_TIME) -> tuple[float, float]:
+    """Clip-relative [start, end) of the stored audio: [0, 10) for 10 s, else centred on the frame time."""
+    if audio_window <= 0:
+        raise ValueError(f"audio_window must be positive, got {audio_window}")
+    start = max(0.0, frame_time - audio_window / 2.0)
+    return (start, start + audio_window)
+
+
+def _sec(value: float) -> str:
+    """Seconds as a short exact decimal for the ffmpeg command line (5.0 -> '5', 3.5 -> '3.5')."""
+    text = f"{value:.6f}".rstrip("0").rstrip(".")
+    return text if text not in ("", "-0") else "0"
+
+
+def cut_argv(
+    exe: str,
+    src: str | Path,
+    flac_path: str | Path,
+    *,
+    start_offset: float = 0.0,
+    frame_time: float = FRAME_TIME,
+    audio_window: float = CLIP_LENGTH,
+) -> list[str]:
+    """The ffmpeg command of `cut_clip` (JPEG to stdout, FLAC to `flac_path`)."""
+    a0, a1 = audio_window_bounds(audio_window, frame_time)
+    return [
+        exe, *BASE_ARGS, "-filter_threads", "1",
+        "-threads", "1", "-ss", _sec(start_offset + frame_time), "-i", str(src),
+        "-threads", "1", "-ss", _sec(start_offset + a0), "-t", _sec(a1 - a0), "-i", str(src),
+        "-map", "0:v:0", "-frames:v", "1", "-vf", "setsar=1", "-c:v", "mjpeg", "-q:v", "2", "-threads", "1",
+        *BITEXACT_ARGS, "-f", "image2pipe", "pipe:1",
+        "-map", "1:a:0", "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), *FLAC_ARGS, "-threads", "1",
+        *BITEXACT_ARGS, "-f", "flac", "-y", str(flac_path),
+    ]  # fmt: skip
+
+
+def cut_clip(
+    src: str | Path,
+    *,
+    start_offset: float = 0.0,
+    audio_window: float = CLIP_LENGTH,
+    frame_time: float = FRAME_TIME,
+    exe: str | None = None,
+    timeout: float = 60.0,
+    tmp_dir: str | Path | None = None,
+) -> CutResult:
+    """Cut `src` (a clip starting at `start_offset` seconds of the file) into JPEG + FLAC; raise CutError.
+
+    >>> result = cut_clip("clip.mp4")  # doctest: +SKIP
+    >>> (result.width, result.height, result.samples)  # doctest: +SKIP
+    (320, 240, 160000)
+    """
+    exe = exe or find_ffmpeg()
+    window = audio_window_bounds(audio_window, frame_time)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="avsl-cut-", dir=tmp_dir) as tmp:
+        flac_path = Path(tmp) / "audio.flac"
+        argv = cut_argv(
+            exe, src, flac_path, start_offset=start_offset, frame_time=frame_time, audio_window=audio_window
+        )
+        try:
+            run = run_ffmpeg(argv, timeout=timeout)
+        except FfmpegTimeout as exc:
+            raise CutError("timeout", str(exc)) from None
+        info = parse_input_info(run.stderr, 0)
+        if info is None:
+            raise CutError("ffmpeg_error", run.last_line)
+        if not info["has_video"]:
+            raise CutError("no_video_stream", f"{Path(src).name} has no video stream")
+        if not info["has_audio"]:
+            raise CutError("no_audio_stream", f"{Path(src).name} has no audio stream")
+        jpg = run.stdout
+        if not jpg and (run.returncode == 0 or _NO_FRAME.search(run.stderr)):
+            raise CutError("no_frame", f"no frame at >= {frame_time:g} s (duration {info['duration']})")
+        if run.returncode != 0:
+            raise CutError("ffmpeg_error", run.last_line)
+        flac = flac_path.read_bytes() if flac_path.is_file() else b""
+    width, height = _jpeg_size(jpg)
+    samples = _flac_samples(flac)
+    return CutResult(
+        jpg=jpg, flac=flac, width=width, height=height, samples=samples, sample_rate=SAMPLE_RATE,
+        frame_time=float(frame_time), audio_window=window, clip_duration=info["duration"],
+        jpg_sha256=sha256_bytes(jpg), flac_sha256=sha256_bytes(flac), elapsed_s=time.perf_counter() - t0,
+    )  # fmt: skip
+
+
+def _jpeg_size(jpg: bytes) -> tuple[int, int]:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(jpg)) as img:
+            if img.format != "JPEG":
+                raise CutError("bad_output", f"frame is {img.format}, not JPEG")
+            return img.size
+    except CutError:
+        raise
+    except Exception as exc:
+        raise CutError("bad_output", f"frame is not a readable JPEG: {exc}") from None
+
+
+def _flac_samples(flac: bytes) -> int:
+    if not flac:
+        raise CutError("no_audio_samples", "audio window produced no FLAC output")
+    try:
+        info = flac_streaminfo(flac)
+    except ValueError as exc:
+        raise CutError("bad_output", str(exc)) from None
+    if (info["sample_rate"], info["channels"], info["bits_per_sample"]) != (SAMPLE_RATE, 1, 16):
+        got = f"{info['sample_rate']} Hz/{info['channels']} ch/{info['bits_per_sample']} bit"
+        raise CutError("bad_output", f"FLAC is {got}, expected {SAMPLE_RATE} Hz/1 ch/16 bit")
+    if info["total_samples"] == 0:
+        raise CutError("no_audio_samples", "no audio samples in the window")
+    return int(info["total_samples"])

@@ -1,0 +1,616 @@
+"""The prepare engine: plan, then per shard (a) acquire clips, (b) cut them and commit the shard (spec §7-§9).
+
+Resumable (shards with a stats file are skipped, `.tmp` leftovers deleted) and partable (`num_parts`/`part`).
+Acquisition runs ahead in a thread pool over all clips of the part; cutting runs per shard in a second pool
+of threads, each driving one ffmpeg process. Cuts are cached per clip id (`<cache>/cuts/<variant>/`), so a
+negative `<video>__neg__<audio>` copies the frame of its video clip and the audio of its audio clip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import socket
+import threading
+import time
+from concurrent.futures import CancelledError, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from ..errors import AvslBenchError, UsageError
+from ..files import canonical_json, sha256_bytes, write_json_atomic
+from .cut import CLIP_LENGTH, FRAME_TIME, SAMPLE_RATE, CutError, CutResult, audio_window_bounds, cut_clip
+from .ffmpeg import ffmpeg_info, find_ffmpeg
+from .manifest import environment_versions, toolkit_info
+from .plan import DEFAULT_SAMPLES_PER_SHARD, Plan, PlanRow, clip_ref, make_plan, write_part_file
+from .shards import SampleBlobs, clean_leftovers, commit_shard, read_stats, shard_done
+from .sources.base import AcquireResult, Source, Status
+
+__all__ = ["PlanRow", "PrepareSummary", "AcquisitionAborted", "run_prepare", "sample_meta"]
+
+#: Consecutive "bot check" failures after which a part stops (spec §7).
+BOT_CHECK_LIMIT = 20
+
+MakeBlobs = Callable[[PlanRow], SampleBlobs]
+MakeBlobsBatch = Callable[[Sequence[PlanRow]], Sequence[SampleBlobs]]
+
+
+class AcquisitionAborted(AvslBenchError):
+    """Acquisition was stopped (e.g. 20 consecutive bot checks); re-running the part resumes it."""
+
+
+@dataclass
+class PrepareSummary:
+    """What one `run_prepare` call did for its part (counts include shards skipped as already done)."""
+
+    split_dir: Path
+    part: int
+    num_parts: int
+    plan_hash: str
+    shards: list[int]
+    written: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=lambda: {s.value: 0 for s in Status})
+    errors: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    def add_stats(self, stats: Mapping[str, Any]) -> None:
+        for status, n in stats.get("counts", {}).items():
+            self.counts[status] = self.counts.get(status, 0) + int(n)
+        for reason, n in stats.get("errors", {}).items():
+            self.errors[reason] = self.errors.get(reason, 0) + int(n)
+
+    def table(self):
+        """A rich Table of counts per status and the most frequent errors (the CLI prints it)."""
+        from rich.table import Table
+
+        title = f"part {self.part} of {self.num_parts}: {len(self.written)} shards written, {len(self.skipped)} skipped"
+        table = Table(title=title)
+        table.add_column("status")
+        table.add_column("rows", justify="right")
+        for status, n in self.counts.items():
+            table.add_row(status, str(n))
+        for reason, n in sorted(self.errors.items(), key=lambda kv: (-kv[1], kv[0]))[:10]:
+            table.add_row(f"  {reason}", str(n), style="dim")
+        return table
+
+
+# --------------------------------------------------------------------------- sample records
+
+
+def sample_meta(row: PlanRow, video: CutResult, audio: CutResult) -> dict[str, Any]:
+    """The sample JSON of spec §8 from a row, the cut of its video clip and the cut of its audio clip."""
+    ref = row.video_ref
+    meta: dict[str, Any] = {
+        "key": row.key,
+        "benchmark": row.benchmark,
+        "split": row.split,
+        "protocol": row.protocol,
+        "video_id": row.video_id,
+        "audio_id": row.audio_id,
+        "source": {"kind": row.source_kind, "ytid": ref.ytid, "start": ref.start},
+        "class": row.class_name,
+        "audio_class": _audio_class(row),
+        "label": row.label,
+        "negative": row.negative,
+        "negative_type": row.negative_type,
+        "boxes": [] if row.negative else [list(map(float, b)) for b in row.boxes],
+        "box_group": None,
+        "gt_rule": None,
+        "defects": [],
+        "gt_empty": None if row.negative else len(row.boxes) == 0,
+        "frame": {"t": video.frame_time, "width": video.width, "height": video.height, "sha256": video.jpg_sha256},
+        "audio": {
+            "window": list(audio.audio_window),
+            "sample_rate": audio.sample_rate,
+            "samples": audio.samples,
+            "sha256": audio.flac_sha256,
+        },
+    }
+    meta.update(row.extra)
+    if row.negative:
+        meta.setdefault("frame_boxes", [])
+    return meta
+
+
+def _audio_class(row: PlanRow) -> str | None:
+    """A positive's audio class defaults to its class; a negative's must be given."""
+    return row.audio_class if (row.audio_class is not None or row.negative) else row.class_name
+
+
+def _base_row(row: PlanRow) -> dict[str, Any]:
+    ref = row.video_ref
+    real_source = row.source_kind != "synthetic"
+    return {
+        "key": row.key, "video_id": row.video_id, "audio_id": row.audio_id, "attempts": 0,
+        "source_kind": row.source_kind, "ytid": ref.ytid if real_source else None,
+        "start": ref.start if real_source else None, "label": row.label, "negative": row.negative,
+        "negative_type": row.negative_type, "class": row.class_name, "audio_class": _audio_class(row),
+    }  # fmt: skip
+
+
+def _row_from_blobs(row: PlanRow, blobs: SampleBlobs) -> dict[str, Any]:
+    frame, audio = blobs.meta.get("frame") or {}, blobs.meta.get("audio") or {}
+    window = audio.get("window") or [None, None]
+    return _base_row(row) | {
+        "status": Status.SUCCESS.value, "error": None,
+        "frame_width": frame.get("width"), "frame_height": frame.get("height"),
+        "audio_samples": audio.get("samples"), "audio_window_start": window[0], "audio_window_end": window[1],
+        "clip_duration": blobs.meta.get("clip_duration"),
+    }  # fmt: skip
+
+
+# --------------------------------------------------------------------------- cut cache
+
+
+class _CutCache:
+    """Committed cuts per clip id: `<id>.jpg`, `<id>.flac`, then `<id>.json` (written last, checked on read)."""
+
+    def __init__(self, root: Path | None) -> None:
+        self.root = root
+        if root is not None:
+            root.mkdir(parents=True, exist_ok=True)
+
+    def get(self, clip_id: str) -> CutResult | None:
+        if self.root is None or not (self.root / f"{clip_id}.json").is_file():
+            return None
+        try:
+            facts = json.loads((self.root / f"{clip_id}.json").read_text("utf-8"))
+            jpg, flac = (self.root / f"{clip_id}.jpg").read_bytes(), (self.root / f"{clip_id}.flac").read_bytes()
+        except (OSError, ValueError):
+            return None
+        if sha256_bytes(jpg) != facts.get("jpg_sha256") or sha256_bytes(flac) != facts.get("flac_sha256"):
+            return None
+        facts["audio_window"] = tuple(facts["audio_window"])
+        return CutResult(jpg=jpg, flac=flac, **facts)
+
+    def put(self, clip_id: str, cut: CutResult) -> None:
+        """Store a cut (no fsync: a torn entry fails its digest check on `get` and is simply re-cut)."""
+        if self.root is None:
+            return
+        facts = {
+            "width": cut.width, "height": cut.height, "samples": cut.samples, "sample_rate": cut.sample_rate,
+            "frame_time": cut.frame_time, "audio_window": list(cut.audio_window),
+            "clip_duration": cut.clip_duration, "jpg_sha256": cut.jpg_sha256, "flac_sha256": cut.flac_sha256,
+        }  # fmt: skip
+        for suffix, data in ((".jpg", cut.jpg), (".flac", cut.flac), (".json", canonical_json(facts).encode())):
+            target = self.root / f"{clip_id}{suffix}"
+            tmp = target.with_name(f".{target.name}.{threading.get_ident()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+
+
+# --------------------------------------------------------------------------- engine
+
+
+@dataclass
+class _Run:
+    """What the stages of one `run_prepare` call share."""
+
+    plan: Plan
+    rows: list[PlanRow]  # sorted by key
+    pending: list[int]
+    split_dir: Path
+    shard_stats: dict[str, Any]
+    summary: PrepareSummary
+    bars: "_Progress"
+    exe: str
+    workers: int
+    # source mode
+    source: Source | None = None
+    clips_dir: Path | None = None
+    cut_cache: _CutCache | None = None
+    cut_workers: int = 1
+    full_length: bool = False
+    frame_time: float = FRAME_TIME
+    audio_window: float = CLIP_LENGTH
+    cut_timeout: float = 60.0
+    cut_tmp: Path | None = None
+    # blob mode
+    make_blobs_batch: MakeBlobsBatch | None = None
+    blob_batch_size: int = 1
+    blob_executor: str = "thread"
+
+    def shard_rows(self, shard: int) -> list[PlanRow]:
+        return [self.rows[i] for i in self.plan.shard_range(shard)]
+
+    def commit(self, shard: int, samples: list[SampleBlobs], manifest_rows: list[dict], durations: dict) -> None:
+        extra = {**self.shard_stats, "durations": durations}
+        stats = commit_shard(self.split_dir, shard, samples, manifest_rows, extra)
+        self.summary.written.append(shard)
+        self.summary.add_stats(stats)
+        self.bars.advance("shards")
+
+
+def run_prepare(
+    rows: Sequence[PlanRow],
+    *,
+    out_dir: str | os.PathLike | None = None,
+    split_dir: str | os.PathLike | None = None,
+    source: Source | None = None,
+    make_blobs: MakeBlobs | None = None,
+    make_blobs_batch: MakeBlobsBatch | None = None,
+    blob_batch_size: int = 64,
+    blob_executor: str = "thread",
+    cache_dir: str | os.PathLike | None = None,
+    workers: int = 4,
+    cut_workers: int | None = None,
+    num_parts: int = 1,
+    part: int = 0,
+    samples_per_shard: int = DEFAULT_SAMPLES_PER_SHARD,
+    ffmpeg: str | None = None,
+    frame_time: float = FRAME_TIME,
+    audio_window: float = CLIP_LENGTH,
+    cut_timeout: float = 60.0,
+    cache_cuts: bool = True,
+    input_sha256: str | None = None,
+    annotations: Mapping[str, str] | None = None,
+    progress: bool = True,
+    console: Any = None,
+) -> PrepareSummary:
+    """Prepare this part's shards of one split (skipping committed ones); return its summary.
+
+    Exactly one of `source` (real clips: acquire into `<cache>/clips`, cut with ffmpeg), `make_blobs` (callable
+    row -> SampleBlobs, e.g. the synthetic generator) and `make_blobs_batch` (rows -> SampleBlobs in order, called
+    with up to `blob_batch_size` rows) is given; callables must pickle when `blob_executor="process"`.
+    `split_dir` defaults to `<out_dir>/<benchmark>/<split>`, `cache_dir` to `<out_dir>/_cache`.
+    `workers` sizes the acquisition (or blob) pool, `cut_workers` (default: CPU count) the cut pool.
+    A source with `needs_start_offset` (or `layout == "full"`) serves whole videos: the clip start is added to
+    both seeks. A source with `acquire_many` (mirror) is called once with every clip of the part.
+    `input_sha256` (digest of the input list) and `annotations` (name -> sha256) are recorded for the manifest.
+    """
+    if sum(x is not None for x in (source, make_blobs, make_blobs_batch)) != 1:
+        raise UsageError("run_prepare needs exactly one of `source`, `make_blobs` and `make_blobs_batch`")
+    if blob_batch_size < 1 or blob_executor not in ("thread", "process"):
+        raise UsageError(f"need blob_batch_size >= 1 and blob_executor thread|process, got {blob_batch_size}, "
+                         f"{blob_executor!r}")
+    if not rows:
+        raise UsageError("no input rows to prepare")
+    audio_window_bounds(audio_window, frame_time)  # validates
+    started, t0 = datetime.now(timezone.utc), time.perf_counter()
+    ident = _identity(rows)
+    split_path = _split_dir(out_dir, split_dir, ident)
+    cache_root = Path(cache_dir) if cache_dir is not None else _default_cache(out_dir, split_path)
+    exe = find_ffmpeg(ffmpeg)
+    info = ffmpeg_info(exe)
+    ffmpeg_build = {"sha256": info["sha256"], "version_line": info["version_line"]}
+    plan, ordered = make_plan(rows, samples_per_shard=samples_per_shard, input_sha256=input_sha256)
+    shards = plan.part_shards(num_parts, part)
+
+    split_path.mkdir(parents=True, exist_ok=True)
+    clean_leftovers(split_path)
+    full_length = bool(getattr(source, "needs_start_offset", getattr(source, "layout", "clip") == "full"))
+    cut_facts = {"frame_time": frame_time, "audio_window": audio_window, "sample_rate": SAMPLE_RATE,
+                 "full_length": full_length}  # fmt: skip
+    write_part_file(split_path, plan, part=part, num_parts=num_parts, extra={
+        **ident, "toolkit": toolkit_info(), "versions": environment_versions(), "ffmpeg": ffmpeg_build,
+        "annotations": dict(sorted((annotations or {}).items())), "cut": cut_facts if source is not None else None,
+        "source": getattr(source, "name", None) if source is not None else "make_blobs",
+    })  # fmt: skip
+
+    summary = PrepareSummary(split_path, part, num_parts, plan.plan_hash, shards)
+    pending = []
+    for s in shards:
+        if shard_done(split_path, s):
+            summary.skipped.append(s)
+            summary.add_stats(read_stats(split_path, s))
+        else:
+            pending.append(s)
+    shard_stats = {"plan_hash": plan.plan_hash, "part": part, "num_parts": num_parts, "ffmpeg": ffmpeg_build, **ident}
+    variant = sha256_bytes(canonical_json({**cut_facts, "ffmpeg": info["sha256"]}).encode())[:16]
+
+    with _Progress(progress, console) as bars:
+        bars.add("shards", len(shards), completed=len(summary.skipped))
+        run = _Run(plan, ordered, pending, split_path, shard_stats, summary, bars, exe, max(1, workers))
+        if source is not None:
+            run.source, run.clips_dir = source, cache_root / "clips"
+            run.cut_cache = _CutCache(cache_root / "cuts" / variant if cache_cuts else None)
+            run.cut_workers = max(1, cut_workers or os.cpu_count() or 1)
+            run.full_length, run.frame_time, run.audio_window = full_length, frame_time, audio_window
+            run.cut_timeout = cut_timeout
+            # private to this split and part; whatever a killed run left there is removed here
+            run.cut_tmp = cache_root / "tmp" / f"{ident['benchmark']}-{ident['split']}-part-{part}-of-{num_parts}"
+            shutil.rmtree(run.cut_tmp, ignore_errors=True)
+            run.cut_tmp.mkdir(parents=True, exist_ok=True)
+            try:
+                _run_source(run)
+            finally:
+                shutil.rmtree(run.cut_tmp, ignore_errors=True)
+        else:
+            run.make_blobs_batch = make_blobs_batch if make_blobs_batch is not None else _OneRow(make_blobs)
+            run.blob_batch_size = blob_batch_size if make_blobs_batch is not None else 1
+            run.blob_executor = blob_executor
+            _run_blobs(run)
+
+    summary.elapsed_s = time.perf_counter() - t0
+    _write_run_record(split_path, summary, started)
+    return summary
+
+
+def _identity(rows: Sequence[PlanRow]) -> dict[str, str]:
+    ident = {}
+    for name in ("benchmark", "split", "protocol"):
+        values = {getattr(r, name) for r in rows}
+        if len(values) != 1:
+            raise UsageError(f"all rows of one prepare run must share {name}; got {sorted(map(str, values))[:5]}")
+        ident[name] = values.pop()
+    return ident
+
+
+def _split_dir(out_dir, split_dir, ident) -> Path:
+    if split_dir is not None:
+        return Path(split_dir)
+    if out_dir is None:
+        raise UsageError("run_prepare needs `split_dir` or `out_dir`")
+    return Path(out_dir) / ident["benchmark"] / ident["split"]
+
+
+def _default_cache(out_dir, split_path: Path) -> Path:
+    """`<out>/_cache`, where `<out>` is `out_dir` or the grandparent of `<out>/<benchmark>/<split>`."""
+    return (Path(out_dir) if out_dir is not None else split_path.parent.parent) / "_cache"
+
+
+# --------------------------------------------------------------------------- source mode
+
+
+class _Acquirer:
+    """Stage (a), running ahead of the cutter: acquires every clip of the pending shards.
+
+    Sources with `acquire_many` (mirrors: one pass per archive) get one batch call; others get one call per
+    clip in a thread pool. Consecutive bot checks (the source's `bot_checks` counter where it has one, else the
+    `bot_check` error prefix) cancel everything not yet started and make `result` raise.
+    """
+
+    def __init__(self, source: Source, clip_ids: Sequence[str], clips_dir: Path, workers: int, bars: _Progress) -> None:
+        self._source, self._bars = source, bars
+        self._counter = getattr(source, "bot_checks", None)
+        self._streak, self._aborted = 0, False
+        self._lock = threading.RLock()  # held while submitting; a callback may run inline
+        clips_dir.mkdir(parents=True, exist_ok=True)
+        self._batch: Future | None = None
+        self._futures: dict[str, Future] = {}
+        if callable(getattr(source, "acquire_many", None)):
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="acquire")
+            if clip_ids:
+                self._batch = self._pool.submit(source.acquire_many, [clip_ref(c) for c in clip_ids], clips_dir)
+                self._batch.add_done_callback(lambda _f: bars.advance("acquire", len(clip_ids)))
+        else:
+            self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="acquire")
+            with self._lock:
+                for cid in clip_ids:
+                    self._futures[cid] = fut = self._pool.submit(source.acquire, clip_ref(cid), clips_dir)
+                    fut.add_done_callback(self._on_done)
+
+    def _on_done(self, fut: Future) -> None:
+        self._bars.advance("acquire")
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        result: AcquireResult = fut.result()
+        with self._lock:
+            bot = result.status == Status.FAILED_DOWNLOAD and (result.error or "").startswith("bot_check")
+            self._streak = self._streak + 1 if bot else 0
+            tripped = self._counter.tripped if self._counter is not None else self._streak >= BOT_CHECK_LIMIT
+            if tripped and not self._aborted:
+                self._aborted = True
+                for other in self._futures.values():
+                    other.cancel()
+
+    def result(self, clip_id: str) -> AcquireResult:
+        """The acquisition of one clip (waits for it); raises once acquisition was stopped."""
+        if self._batch is not None:
+            result = self._batch.result().get(clip_id)
+            if result is None:
+                error = f"source_error: {self._source.name} returned no result"
+                return AcquireResult(Status.FAILED_DOWNLOAD, None, error, 0)
+            return result
+        fut = self._futures[clip_id]
+        if self._aborted:
+            self._raise_abort()
+        try:
+            return fut.result()
+        except CancelledError:
+            self._raise_abort()
+            raise
+
+    def _raise_abort(self) -> None:
+        if self._counter is not None and hasattr(self._counter, "check"):
+            self._counter.check()  # the source's own typed error (e.g. TooManyBotChecks)
+        raise AcquisitionAborted(f"{BOT_CHECK_LIMIT} consecutive bot checks: stopping this part; re-run it to resume")
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_source(run: _Run) -> None:
+    """Source mode: acquisition of every pending clip runs ahead; cutting and commit go shard by shard."""
+    clip_ids = list(dict.fromkeys(cid for s in run.pending for row in run.shard_rows(s) for cid in row.clip_ids()))
+    run.bars.add("acquire", len(clip_ids))
+    run.bars.add("cut", len(clip_ids))
+    acquirer = _Acquirer(run.source, clip_ids, run.clips_dir, run.workers, run.bars)
+    cut_pool = ThreadPoolExecutor(run.cut_workers, thread_name_prefix="cut")
+    try:
+        for s in run.pending:
+            t_shard = time.perf_counter()
+            rows = run.shard_rows(s)
+            needed = list(dict.fromkeys(cid for r in rows for cid in r.clip_ids()))
+            acquired = {cid: acquirer.result(cid) for cid in needed}
+            t_cut = time.perf_counter()
+            cuts = _cut_many(run, cut_pool, [c for c in needed if acquired[c].status == Status.SUCCESS], acquired)
+            t_commit = time.perf_counter()
+            manifest_rows, samples = [], []
+            for row in rows:
+                mrow, blobs = _assemble(row, acquired, cuts)
+                manifest_rows.append(mrow)
+                if blobs is not None:
+                    samples.append(blobs)
+            run.commit(s, samples, manifest_rows, {"acquire_wait_s": t_cut - t_shard, "cut_s": t_commit - t_cut})
+    finally:
+        acquirer.shutdown()
+        cut_pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _cut_many(run: _Run, pool: Executor, clip_ids: list[str], acquired) -> dict[str, CutResult | CutError]:
+    """Cut each clip once (cut cache first, then the pool); failures come back as CutError values."""
+    out: dict[str, CutResult | CutError] = {}
+    todo = []
+    for cid in clip_ids:
+        cached = run.cut_cache.get(cid)
+        if cached is not None:
+            out[cid] = cached
+            run.bars.advance("cut")
+        else:
+            todo.append(cid)
+
+    def one(cid: str) -> CutResult | CutError:
+        start = clip_ref(cid).start if run.full_length else 0.0
+        try:
+            result = cut_clip(
+                acquired[cid].path, start_offset=start, audio_window=run.audio_window,
+                frame_time=run.frame_time, exe=run.exe, timeout=run.cut_timeout, tmp_dir=run.cut_tmp,
+            )  # fmt: skip
+        except CutError as exc:
+            return exc
+        finally:
+            run.bars.advance("cut")
+        run.cut_cache.put(cid, result)
+        return result
+
+    out.update(zip(todo, pool.map(one, todo)))
+    return out
+
+
+def _assemble(row: PlanRow, acquired: Mapping[str, AcquireResult], cuts: Mapping[str, CutResult | CutError]):
+    """Manifest row and sample (None unless success) of one row from its clips' acquisitions and cuts."""
+    base = _base_row(row)
+    pair = row.negative and row.video_id != row.audio_id
+    roles = [("video", row.video_id), ("audio", row.audio_id)] if pair else [("clip", row.video_id)]
+    base["attempts"] = max(acquired[cid].attempts for _, cid in roles)
+    for role, cid in roles:
+        result = acquired[cid]
+        if result.status != Status.SUCCESS:
+            error = _role_error(result.error or result.status.value, role, cid)
+            return base | {"status": result.status.value, "error": error}, None
+    for role, cid in roles:
+        cut = cuts[cid]
+        if isinstance(cut, CutError):
+            return base | {"status": Status.FAILED_CUT.value, "error": _role_error(str(cut), role, cid)}, None
+    video, audio = cuts[row.video_id], cuts[row.audio_id]
+    blobs = SampleBlobs(key=row.key, jpg=video.jpg, flac=audio.flac, meta=sample_meta(row, video, audio))
+    mrow = base | {
+        "status": Status.SUCCESS.value, "error": None, "frame_width": video.width, "frame_height": video.height,
+        "audio_samples": audio.samples, "audio_window_start": audio.audio_window[0],
+        "audio_window_end": audio.audio_window[1], "clip_duration": video.clip_duration,
+    }  # fmt: skip
+    return mrow, blobs
+
+
+def _role_error(error: str, role: str, clip_id: str) -> str:
+    """Keep the classified reason first; name the failing clip for a negative pair."""
+    if role == "clip":
+        return error
+    reason, _, message = error.partition(":")
+    return f"{reason}: [{role} {clip_id}] {message.strip()}".rstrip()
+
+
+# --------------------------------------------------------------------------- blob mode
+
+
+def _run_blobs(run: _Run) -> None:
+    """Blob mode (synthetic): rows -> SampleBlobs from the callable in batches; a CutError means failed_cut."""
+    run.bars.add("samples", sum(len(run.plan.shard_range(s)) for s in run.pending))
+    pool_cls = ProcessPoolExecutor if run.blob_executor == "process" else ThreadPoolExecutor
+    size = run.blob_batch_size
+    with pool_cls(run.workers) as pool:
+        for s in run.pending:
+            t_shard = time.perf_counter()
+            rows = run.shard_rows(s)
+            chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
+            futures = [pool.submit(_call_batch, run.make_blobs_batch, chunk) for chunk in chunks]
+            results = []
+            for fut in futures:
+                got = fut.result()
+                results.extend(got)
+                run.bars.advance("samples", len(got))
+            manifest_rows, samples = [], []
+            for row, result in zip(rows, results, strict=True):
+                if isinstance(result, CutError):
+                    manifest_rows.append(_base_row(row) | {"status": Status.FAILED_CUT.value, "error": str(result)})
+                    continue
+                if result.key != row.key:
+                    raise ValueError(f"make_blobs returned key {result.key!r} for row {row.key!r}")
+                manifest_rows.append(_row_from_blobs(row, result))
+                samples.append(result)
+            run.commit(s, samples, manifest_rows, {"make_blobs_s": time.perf_counter() - t_shard})
+
+
+@dataclass(frozen=True)
+class _OneRow:
+    """Adapts a per-row callable to the batch interface (picklable when the callable is)."""
+
+    make_blobs: MakeBlobs
+
+    def __call__(self, rows: Sequence[PlanRow]) -> list[SampleBlobs]:
+        return [self.make_blobs(row) for row in rows]
+
+
+def _call_batch(make_blobs_batch: MakeBlobsBatch, rows: Sequence[PlanRow]) -> list[SampleBlobs | CutError]:
+    """Run a batch; a CutError fails every row of that batch (per-row callables get batches of one)."""
+    try:
+        out = list(make_blobs_batch(rows))
+    except CutError as exc:
+        return [exc] * len(rows)
+    if len(out) != len(rows):
+        raise ValueError(f"make_blobs_batch returned {len(out)} samples for {len(rows)} rows")
+    return out
+
+
+# --------------------------------------------------------------------------- records, progress
+
+
+def _write_run_record(split_path: Path, summary: PrepareSummary, started: datetime) -> None:
+    """Timestamps and host go to `_runs/` (never into shards or the manifest)."""
+    record = {
+        "part": summary.part, "num_parts": summary.num_parts, "plan_hash": summary.plan_hash,
+        "host": socket.gethostname(), "pid": os.getpid(), "python": platform.python_version(),
+        "started": started.isoformat(), "finished": datetime.now(timezone.utc).isoformat(),
+        "elapsed_s": summary.elapsed_s, "written": summary.written, "skipped": summary.skipped,
+        "counts": summary.counts, "errors": summary.errors,
+    }  # fmt: skip
+    stamp = started.strftime("%Y%m%dT%H%M%S%fZ")
+    write_json_atomic(split_path / "_runs" / f"part-{summary.part}-of-{summary.num_parts}.{stamp}.json", record)
+
+
+class _Progress:
+    """rich progress bars by name, or no-ops when disabled."""
+
+    def __init__(self, enabled: bool, console: Any = None) -> None:
+        self._progress = None
+        self._tasks: dict[str, Any] = {}
+        if enabled:
+            from rich import progress as rp
+
+            self._progress = rp.Progress(
+                rp.TextColumn("{task.description:>8}"), rp.BarColumn(), rp.MofNCompleteColumn(),
+                rp.TimeElapsedColumn(), rp.TimeRemainingColumn(), console=console,
+            )  # fmt: skip
+
+    def __enter__(self) -> "_Progress":
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def add(self, name: str, total: int, completed: int = 0) -> None:
+        if self._progress is not None:
+            self._tasks[name] = self._progress.add_task(name, total=total, completed=completed)
+
+    def advance(self, name: str, n: int = 1) -> None:
+        if self._progress is not None and name in self._tasks:
+            self._progress.advance(self._tasks[name], n)

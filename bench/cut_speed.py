@@ -1,0 +1,140 @@
+"""Cut throughput: naive two-process cutting vs prepare's one-process cut in a worker pool.
+
+Generates N 10 s test clips (testsrc2 320x240 25 fps + sine, H.264/AAC mp4; mpeg4 if the ffmpeg lacks libx264),
+then times
+  (1) naive:   per clip one ffmpeg for the frame and one for the audio, sequential, default threading;
+  (2) cut:     `avsl_bench.data.cut.cut_clip` (one process, two inputs, two outputs, -threads 1) in a thread pool;
+  (3) prepare: the whole `run_prepare` engine (local source, cut pool, deterministic tar + parquet + stats).
+Wall-clock clips/s depends on what else runs on the machine, so CPU seconds per clip (children's user+sys) are
+printed too: `cores / cpu_per_clip` is the throughput an idle machine with that many cores can reach.
+
+    python bench/cut_speed.py [--n 40] [--workers 2] [--gop 250] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from avsl_bench.data.cut import cut_clip  # noqa: E402
+from avsl_bench.data.ffmpeg import BITEXACT_ARGS, FLAC_ARGS, ffmpeg_info, find_ffmpeg  # noqa: E402
+from avsl_bench.data.plan import PlanRow  # noqa: E402
+from avsl_bench.data.prepare import run_prepare  # noqa: E402
+from avsl_bench.data.sources.base import AcquireResult, Status  # noqa: E402
+
+
+def video_codec(exe: str) -> str:
+    encoders = subprocess.run([exe, "-hide_banner", "-encoders"], capture_output=True, text=True).stdout
+    return "libx264" if " libx264 " in encoders else "mpeg4"
+
+
+def make_clips(exe: str, out: Path, n: int, gop: int, jobs: int) -> list[Path]:
+    codec = video_codec(exe)
+    if codec == "libx264":
+        vargs = ["-c:v", "libx264", "-preset", "veryfast", "-g", str(gop)]
+    else:
+        vargs = ["-c:v", "mpeg4", "-q:v", "4", "-g", str(gop)]
+
+    def one(i: int) -> Path:
+        path = out / f"clip{i:08d}_000000.mp4"
+        subprocess.run(
+            [exe, "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+             "-f", "lavfi", "-i", f"testsrc2=s=320x240:r=25:d=10,hue=h={i * 7}",
+             "-f", "lavfi", "-i", f"sine=f={200 + 10 * i}:d=10:sample_rate=44100",
+             *vargs, "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "96k", str(path)],
+            check=True,
+        )  # fmt: skip
+        return path
+
+    with ThreadPoolExecutor(jobs) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def naive_cut(exe: str, clip: Path, tmp: Path) -> None:
+    """What a first script does: two ffmpeg runs per clip, default threading."""
+    common = [exe, "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
+    subprocess.run([*common, "-ss", "5", "-i", str(clip), "-map", "0:v:0", "-frames:v", "1", "-vf", "setsar=1",
+                    "-c:v", "mjpeg", "-q:v", "2", *BITEXACT_ARGS, str(tmp / "f.jpg")], check=True)  # fmt: skip
+    subprocess.run([*common, "-ss", "0", "-t", "10", "-i", str(clip), "-map", "0:a:0", "-vn", "-ac", "1",
+                    "-ar", "16000", *FLAC_ARGS, *BITEXACT_ARGS, str(tmp / "a.flac")], check=True)  # fmt: skip
+
+
+class _Timer:
+    """Wall time and CPU time of child processes over a block."""
+
+    def __enter__(self) -> "_Timer":
+        self.ru0, self.t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.wall = time.perf_counter() - self.t0
+        self.cpu = (ru1.ru_utime - self.ru0.ru_utime) + (ru1.ru_stime - self.ru0.ru_stime)
+
+
+class _DirSource:
+    name = "bench-dir"
+
+    def __init__(self, clips: dict[str, Path]) -> None:
+        self.clips = clips
+
+    def acquire(self, clip, cache_dir):
+        return AcquireResult(Status.SUCCESS, self.clips[clip.clip_id], None, 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=40, help="number of clips (default 40)")
+    ap.add_argument("--workers", type=int, default=2, help="cut pool size (default 2)")
+    ap.add_argument("--gop", type=int, default=250, help="keyframe interval of the test clips (x264 default 250)")
+    ap.add_argument("--keep", type=Path, default=None, help="generate/keep clips in this directory")
+    ap.add_argument("--ffmpeg", default=None)
+    args = ap.parse_args(argv)
+
+    exe = find_ffmpeg(args.ffmpeg)
+    root = Path(tempfile.mkdtemp(prefix="avsl-cut-speed-"))
+    clip_dir = args.keep or root / "clips"
+    clip_dir.mkdir(parents=True, exist_ok=True)
+    clips = sorted(clip_dir.glob("clip*_000000.mp4"))[: args.n]
+    if len(clips) < args.n:
+        clips = make_clips(exe, clip_dir, args.n, args.gop, os.cpu_count() or 1)
+    print(f"ffmpeg: {ffmpeg_info(exe)['version_line']}")
+    print(f"clips:  {len(clips)} x 10 s, 320x240 25 fps, {video_codec(exe)} gop {args.gop} + AAC; "
+          f"CPUs visible: {os.cpu_count()}, load avg {os.getloadavg()[0]:.1f}")  # fmt: skip
+
+    cut_clip(clips[0], exe=exe)  # warm the page cache and the binary
+    with _Timer() as naive:
+        for clip in clips:
+            naive_cut(exe, clip, root)
+    with _Timer() as pooled, ThreadPoolExecutor(args.workers) as pool:
+        results = list(pool.map(lambda c: cut_clip(c, exe=exe), clips))
+    assert all(r.samples == 160000 for r in results)
+
+    rows = [PlanRow(c.stem, c.stem, c.stem, benchmark="bench", split="test", protocol="bench@1") for c in clips]
+    n = len(clips)
+    source = _DirSource({c.stem: c for c in clips})
+    with _Timer() as engine:
+        run_prepare(rows, out_dir=root / "out", source=source, workers=args.workers, cut_workers=args.workers,
+                    samples_per_shard=max(1, n // 4), ffmpeg=exe, progress=False)  # fmt: skip
+
+    print(f"{'method':<34}{'clips/s':>9}{'CPU ms/clip':>13}{'clips/s per core':>18}")
+    for label, t in [("naive (2 procs/clip, sequential)", naive), (f"cut_clip pool, {args.workers} workers", pooled),
+                     (f"run_prepare, {args.workers} cut workers", engine)]:  # fmt: skip
+        print(f"{label:<34}{n / t.wall:>9.1f}{1000 * t.cpu / n:>13.1f}{n / t.cpu:>18.1f}")
+    print(f"speed-up cut pool vs naive: x{naive.wall / pooled.wall:.2f} wall, x{naive.cpu / pooled.cpu:.2f} CPU")
+    shutil.rmtree(root, ignore_errors=True)  # clips kept with --keep live outside `root`
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
