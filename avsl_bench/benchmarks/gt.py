@@ -31,17 +31,27 @@ def flickr_to_grid(box: Sequence[int]) -> tuple[int, int, int, int]:
     return tuple(int(GRID * int(v) / FLICKR_FRAME) for v in box)  # type: ignore[return-value]
 
 
-def rasterize(boxes: Sequence[Sequence[int]], rule: str) -> np.ndarray:
-    """GT map (float32, 224×224) of grid boxes under `rule` ('vggss' or 'flickr')."""
-    count = np.zeros((GRID, GRID), dtype=np.float32)
+def rasterize_into(out: np.ndarray, boxes: Sequence[Sequence[int]], rule: str) -> np.ndarray:
+    """Fill a zeroed float32 224×224 array with the GT of grid boxes under `rule`; return it.
+
+    'vggss': union → 1. 'flickr': each covering box adds 0.5, capped at 1 (= min(count / 2, 1)).
+    """
+    if rule not in GT_RULES:
+        raise ValueError(f"unknown GT rule {rule!r}")
     for x1, y1, x2, y2 in boxes:
         if x2 > x1 and y2 > y1:
-            count[y1:y2, x1:x2] += 1.0
-    if rule == "vggss":
-        return (count > 0).astype(np.float32)
-    if rule == "flickr":
-        return np.minimum(count / 2.0, 1.0).astype(np.float32)
-    raise ValueError(f"unknown GT rule {rule!r}")
+            if rule == "vggss":
+                out[y1:y2, x1:x2] = 1.0
+            else:
+                out[y1:y2, x1:x2] += 0.5
+    if rule == "flickr" and len(boxes) > 2:
+        np.minimum(out, 1.0, out=out)
+    return out
+
+
+def rasterize(boxes: Sequence[Sequence[int]], rule: str) -> np.ndarray:
+    """GT map (float32, 224×224) of grid boxes under `rule` ('vggss' or 'flickr')."""
+    return rasterize_into(np.zeros((GRID, GRID), dtype=np.float32), boxes, rule)
 
 
 def size_bucket(area: float) -> str:

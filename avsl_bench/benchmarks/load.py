@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import DataFileError
-from .gt import flickr_to_grid, normalized_to_grid, rasterize, read_flickr_xml, size_bucket
+from .gt import GRID, flickr_to_grid, normalized_to_grid, rasterize_into, read_flickr_xml, size_bucket
 from .lists import NegativePair, read_id_list, read_negative_pairs
 from .spec import BenchmarkSpec, get_spec
 from .upstream import resolve
@@ -41,17 +41,20 @@ class BenchmarkData:
 
     def gt_maps(self, indices: Sequence[int]) -> np.ndarray:
         """Float32 (B, 224, 224) GT maps of the given samples (all-zero for negatives)."""
-        return np.stack([rasterize(self.boxes[i], self.spec.gt_rule) for i in indices]) if len(indices) else np.zeros(
-            (0, 224, 224), np.float32
-        )
+        out = np.zeros((len(indices), GRID, GRID), dtype=np.float32)
+        for row, i in enumerate(indices):
+            rasterize_into(out[row], self.boxes[i], self.spec.gt_rule)
+        return out
 
     @cached_property
     def areas(self) -> np.ndarray:
         """GT area (Σ gt) of the frame of each sample; NaN for frames without boxes."""
         out = np.full(len(self.ids), np.nan)
+        grid = np.zeros((GRID, GRID), dtype=np.float32)
         for i, boxes in enumerate(self.frame_boxes):
             if boxes:
-                out[i] = float(rasterize(boxes, self.spec.gt_rule).sum(dtype=np.float64))
+                grid.fill(0.0)
+                out[i] = float(rasterize_into(grid, boxes, self.spec.gt_rule).sum(dtype=np.float64))
         return out
 
     @cached_property

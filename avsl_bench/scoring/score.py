@@ -48,7 +48,7 @@ class ScoreOptions:
     bootstrap: int = 1000
     seed: int = 0
     level: float = 0.95
-    chunk_size: int = 256
+    chunk_size: int = 128
 
 
 def benchmark_fingerprint(bench: BenchmarkData) -> str:
