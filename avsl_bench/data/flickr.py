@@ -11,9 +11,8 @@ The archive is a directory or a tar(.gz) holding `frames/<id>.jpg`, `audio/<id>.
   `audio.media_window` gives the same span in media seconds;
 * boxes: `Annotations/<id>.xml` (or `--flickr-annotations DIR/<id>.xml`) → XML integers / 256 with `box_group`.
 
-An id whose frame, audio or (where boxes are needed) XML is absent is reported missing, never substituted. The
-engine's blob mode records such rows as `failed_cut` with reason `missing` (it has no `unavailable` for blobs);
-`manifest.json` lists them under `missing`. A malformed XML fails the whole prepare (spec §1.2).
+An id whose frame, audio or (where boxes are needed) XML is absent is reported missing, never substituted: the
+engine records a `CutError` with reason `missing` as `unavailable`; `manifest.json` lists such ids under `missing`. A malformed XML fails the whole prepare (spec §1.2).
 
 Tar archives are streamed once: the members of the planned ids are extracted into a staging directory (reused
 while the archive's size and mtime are unchanged) and the archive's sha256 is computed on the way.

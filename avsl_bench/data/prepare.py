@@ -520,7 +520,8 @@ def _role_error(error: str, role: str, clip_id: str) -> str:
 
 
 def _run_blobs(run: _Run) -> None:
-    """Blob mode (synthetic): rows -> SampleBlobs from the callable in batches; a CutError means failed_cut."""
+    """Blob mode (synthetic, Flickr archives): rows -> SampleBlobs in batches; a CutError means failed_cut
+    (reason `missing`: unavailable)."""
     run.bars.add("samples", sum(len(run.plan.shard_range(s)) for s in run.pending))
     pool_cls = ProcessPoolExecutor if run.blob_executor == "process" else ThreadPoolExecutor
     size = run.blob_batch_size
@@ -538,7 +539,9 @@ def _run_blobs(run: _Run) -> None:
             manifest_rows, samples = [], []
             for row, result in zip(rows, results, strict=True):
                 if isinstance(result, CutError):
-                    manifest_rows.append(_base_row(row) | {"status": Status.FAILED_CUT.value, "error": str(result)})
+                    # a producer's "missing" (media absent from a bring-your-own archive) is permanent: unavailable
+                    status = Status.UNAVAILABLE if result.reason == "missing" else Status.FAILED_CUT
+                    manifest_rows.append(_base_row(row) | {"status": status.value, "error": str(result)})
                     continue
                 if result.key != row.key:
                     raise ValueError(f"make_blobs returned key {result.key!r} for row {row.key!r}")

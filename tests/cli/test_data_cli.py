@@ -271,7 +271,7 @@ def test_prepare_flickr_archive_with_a_missing_xml(mirror, tmp_path):
                      "--upstream", mirror, "--no-progress")  # fmt: skip
     assert result.exit_code == 0, result.output
     test, neg = _manifest(out / "flickr" / "test"), _manifest(out / "flickr" / "test-neg")
-    assert {k: r["status"] for k, r in test.items()} == {ids[0]: "success", ids[1]: "failed_cut", ids[2]: "success"}
+    assert {k: r["status"] for k, r in test.items()} == {ids[0]: "success", ids[1]: "unavailable", ids[2]: "success"}
     assert test[ids[1]]["error"] == f"missing: Annotations/{ids[1]}.xml is not in {archive.resolve()}"
     manifest = json.loads((out / "flickr" / "test" / "manifest.json").read_text())
     assert manifest["missing"]["ids"] == [ids[1]] and manifest["counts"]["success"] == 2
