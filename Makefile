@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 # Debian's Chromium for the leaderboard page test (skipped with a reason where it cannot be installed).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-		apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || echo "chromium unavailable: browser test will be skipped"
+		apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null; } || echo "chromium unavailable: browser test will be skipped"
 
 test: install browser
 	$(PY) -m pytest -q -p no:cacheprovider tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc

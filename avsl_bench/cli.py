@@ -175,6 +175,220 @@ def predict_cmd(
     console.print(f"wrote {len(bench.ids):,} maps to {path}")
 
 
+# ---- data commands ----
+# `prepare`, `negatives`, `audit`: thin wrappers over avsl_bench.data.commands (owned by the data layer).
+
+
+@app.command("prepare")
+def prepare_cmd(
+    benchmark: Annotated[str, typer.Argument(help="synthetic (default benchmark, no network), synthetic-tiny, vggss, "
+                                             "vggss-ext, flickr, flickr-ext, or a training set: vggsound-10k, "
+                                             "vggsound-144k, vggsound-heard, vggsound, flickr-10k, flickr-144k "
+                                             "(each also -noleak), flickr-sup-train.")],
+    out: Annotated[Path, typer.Option("--out", help="Output root: shards go to OUT/<benchmark>/<split>/, the clip "
+                                      "and cut caches to OUT/_cache/.")],
+    source: Annotated[Optional[str], typer.Option("--source", help="VGGSound media: youtube (yt-dlp, default) or "
+                                                  "mirror:PATH (directory or .tar.gz files of <clip_id>.mp4).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Parallel acquisitions / renderers (default: 4 for "
+                                                   "youtube, else the CPU count).")] = None,
+    num_parts: Annotated[int, typer.Option("--num-parts", help="Split the work into K parts (shards s with "
+                                           "s mod K = I go to part I).")] = 1,
+    part: Annotated[int, typer.Option("--part", help="Which part this process runs (0 <= I < K); e.g. "
+                                      "$SLURM_ARRAY_TASK_ID.")] = 0,
+    limit: Annotated[Optional[int], typer.Option(help="Keep only the first N rows of each split in key order "
+                                                 "(for trials).")] = None,
+    merge_only: Annotated[bool, typer.Option("--merge", help="Run nothing: check every part and shard, write the "
+                                             "manifests; non-zero exit listing incomplete shards.")] = False,
+    url_template: Annotated[Optional[str], typer.Option("--url-template", help="Media URL with {ytid} (default: "
+                                                        "https://www.youtube.com/watch?v={ytid}).")] = None,
+    cookies: Annotated[Optional[Path], typer.Option(help="Netscape cookie file for yt-dlp.")] = None,
+    proxy: Annotated[Optional[str], typer.Option(help="Proxy URL for yt-dlp.")] = None,
+    timeout: Annotated[float, typer.Option(help="Per-clip acquisition limit in seconds (all retries).")] = 180.0,
+    ffmpeg: Annotated[Optional[str], typer.Option(help="ffmpeg binary (default: $AVSL_BENCH_FFMPEG, PATH, "
+                                                  "imageio-ffmpeg).")] = None,
+    audio_window: Annotated[Optional[float], typer.Option("--audio-window", help="Stored audio in seconds: 10 "
+                                                          "(default) or 3 (training sets only: the centred 3 s).")] = None,
+    samples_per_shard: Annotated[int, typer.Option("--samples-per-shard", help="Rows per shard.")] = 1000,
+    mirror_layout: Annotated[str, typer.Option("--mirror-layout", help="clip (10 s files named <clip_id>.mp4) or "
+                                               "full (whole videos named <ytid>.mp4).")] = "clip",
+    upstream: UpstreamOpt = None,
+    flickr_archive: Annotated[Optional[Path], typer.Option("--flickr-archive", help="Your Flickr-SoundNet media: "
+                                                           "a directory or .tar.gz with frames/<id>.jpg, "
+                                                           "audio/<id>.wav|mp3 and Annotations/<id>.xml.")] = None,
+    flickr_annotations: FlickrOpt = None,
+    list_file: Annotated[Optional[Path], typer.Option("--list", help="The training list file (required for "
+                                                      "vggsound: your copy of vggsound.csv).")] = None,
+    allow_mixed_ffmpeg: Annotated[bool, typer.Option("--allow-mixed-ffmpeg", help="Merge parts cut by different "
+                                                     "ffmpeg builds (recorded in the manifest).")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bars.")] = False,
+) -> None:
+    """Acquire, cut and shard a benchmark or training set (resumable, partable), then merge its manifests.
+
+    Examples: `avsl-bench prepare synthetic --out data`; `avsl-bench prepare vggss-ext --out data --source
+    mirror:/mnt/vggsound`; `avsl-bench prepare vggsound-144k-noleak --out data --num-parts 8 --part 3`, then
+    `avsl-bench prepare vggsound-144k-noleak --out data --merge`.
+    """
+    from .data.commands import prepare_benchmark
+
+    try:
+        report = prepare_benchmark(
+            benchmark, out, source_spec=source, workers=workers, num_parts=num_parts, part=part, limit=limit,
+            merge_only=merge_only, url_template=url_template, cookies=cookies, proxy=proxy, ffmpeg=ffmpeg,
+            timeout=timeout, audio_window=audio_window, samples_per_shard=samples_per_shard,
+            mirror_layout=mirror_layout, upstream=upstream, flickr_archive=flickr_archive,
+            flickr_annotations=flickr_annotations, list_path=list_file, allow_mixed_ffmpeg=allow_mixed_ffmpeg,
+            progress=not no_progress, console=console,
+        )  # fmt: skip
+    except AvslBenchError as exc:
+        _fail(exc)
+    if report.plan.defects is not None:
+        console.print(report.plan.defects)
+    if report.normalized is not None:
+        console.print(f"wrote {report.normalized.path} (sha256 {report.normalized.sha256}; raw vggss.json "
+                      f"{report.normalized.raw_sha256})", highlight=False, soft_wrap=True)  # fmt: skip
+    for key, value in report.inputs.items():
+        console.print(f"{key}: {value}", highlight=False, soft_wrap=True)
+    console.print(report.table())
+    if report.disjoint is not None:
+        counts = ", ".join(f"{k} {v:,}" for k, v in report.disjoint["samples"].items())
+        console.print(f"disjoint splits: OK (no val/test RGB or PCM hash in train; {counts})")
+    if report.merged:
+        for s in report.splits:
+            console.print(f"{s.name}: {s.split_dir / 'manifest.parquet'}", highlight=False, soft_wrap=True)
+    else:
+        same = "".join(f" {flag} {value}" for flag, value in (("--limit", limit), ("--samples-per-shard",
+                       samples_per_shard if samples_per_shard != 1000 else None)) if value is not None)  # fmt: skip
+        console.print(f"part {part} of {num_parts} done; when every part is: avsl-bench prepare {benchmark} "
+                      f"--out {out}{same} --merge", highlight=False, soft_wrap=True)  # fmt: skip
+    for warning in report.warnings:
+        err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+
+
+@app.command("negatives")
+def negatives_cmd(
+    base: Annotated[str, typer.Argument(help="vggss (new list from its positives), vggss-ext / flickr-ext (the "
+                                        "official SLAVC lists, typed), another benchmark with classes, or a "
+                                        "prepared benchmark/split directory.")],
+    out: Annotated[Path, typer.Option("--out", help="Output list: writes LIST.csv, LIST.sha256, LIST.stats.json.")],
+    seed: Annotated[int, typer.Option(help="Seed of the hash ranking (data spec §6.3).")] = 0,
+    hard_fraction: Annotated[float, typer.Option("--hard-fraction", help="Share of same-class (hard) pairs.")] = 0.25,
+    n: Annotated[Optional[int], typer.Option("--n", help="Number of mismatched negatives (default: one per "
+                                             "positive).")] = None,
+    real_negatives: Annotated[Optional[Path], typer.Option("--real-negatives", help="File of clip ids whose own "
+                                                           "audio is a negative (typed real).")] = None,
+    upstream: UpstreamOpt = None,
+    flickr_annotations: FlickrOpt = None,
+) -> None:
+    """Write a typed negative list for an extended test set and print its Table-1 size-bucket stats."""
+    from .benchmarks.negatives import render_table1
+    from .data.commands import negatives_command
+
+    try:
+        report = negatives_command(base, out, seed=seed, hard_fraction=hard_fraction, n=n,
+                                   real_negatives=real_negatives, upstream=upstream,
+                                   flickr_annotations=flickr_annotations)  # fmt: skip
+    except AvslBenchError as exc:
+        _fail(exc)
+    title = f"{'official' if report.kind == 'official' else 'generated'} negatives of {base}"
+    if report.kind == "generated":
+        title += f" (seed {seed}, hard fraction {hard_fraction:g})"
+    console.print(render_table1(report.table1, title=title))
+    types = ", ".join(f"{k} {v:,}" for k, v in sorted(report.types.items()))
+    console.print(f"{sum(report.types.values()):,} negatives ({types})")
+    for note in report.notes:
+        console.print(f"[cyan]note:[/] {note}", highlight=False, soft_wrap=True)
+    console.print(f"wrote {report.files.csv}  sha256 {report.sha256}", highlight=False, soft_wrap=True)
+    console.print(f"      {report.files.sha256_file}, {report.files.stats_file}", highlight=False, soft_wrap=True)
+
+
+@app.command("audit")
+def audit_cmd(
+    train_list: Annotated[str, typer.Argument(help="A training-set name (e.g. vggsound-144k, flickr-10k-noleak) "
+                                              "or a file of clip ids.")],
+    against: Annotated[str, typer.Option("--against", help="vggss (VGGSound test split, VGG-SS) or flickr "
+                                         "(Flickr-SoundNet test lists).")] = "vggss",
+    upstream: UpstreamOpt = None,
+) -> None:
+    """Count the test clips inside a training list (train/test leakage, data spec §5.3)."""
+    from .benchmarks.training import render_audit_table
+    from .data.commands import audit_command
+
+    try:
+        result = audit_command(train_list, against, upstream=upstream)
+    except AvslBenchError as exc:
+        _fail(exc)
+    console.print(render_audit_table([result.report]))
+    if result.warning:
+        console.print(f"[bold yellow]warning:[/] {result.warning}", highlight=False, soft_wrap=True)
+
+
+# ---- end of data commands ----
+
+
+# ---- leaderboard commands ----
+# `leaderboard add` / `leaderboard build`: thin wrappers over avsl_bench.leaderboard (owned by the leaderboard).
+
+leaderboard_app = typer.Typer(
+    help="Leaderboard: add verified result files to the store, build the static site and README tables.",
+    no_args_is_help=True,
+)
+app.add_typer(leaderboard_app, name="leaderboard")
+StoreOpt = Annotated[Path, typer.Option("--store", help="Leaderboard store (results/ + published.toml).")]
+
+
+@leaderboard_app.command("add")
+def leaderboard_add_cmd(
+    result: Annotated[Path, typer.Argument(help="result.json from `avsl-bench score --out` (parquet beside it).")],
+    store: StoreOpt = Path("leaderboard"),
+    name: Annotated[Optional[str], typer.Option(help="Entry name (default: method--training-set--sha).")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Replace an entry of that name.")] = False,
+    upstream: UpstreamOpt = None,
+    flickr_annotations: FlickrOpt = None,
+) -> None:
+    """Validate a result (protocol, checksums, final checkpoint, re-scored metrics) and copy it into the store.
+
+    Example: avsl-bench leaderboard add runs/slavc/result.json --store leaderboard/
+    """
+    from .leaderboard.store import add_result
+
+    try:
+        entry, status = add_result(result, store, name=name, replace=replace, mirror=upstream,
+                                   flickr_annotations=flickr_annotations)
+    except AvslBenchError as exc:
+        _fail(exc)
+    console.print(f"{status}: {entry}", highlight=False, soft_wrap=True)
+
+
+@leaderboard_app.command("build")
+def leaderboard_build_cmd(
+    out: Annotated[Path, typer.Option(help="Site directory (replaced if it holds a previous site).")] = Path("site"),
+    store: StoreOpt = Path("leaderboard"),
+    markdown: Annotated[Optional[Path], typer.Option(help="Markdown tables (default <store>/README.md).")] = None,
+    extra: Annotated[Optional[list[Path]], typer.Option(
+        help="Also show this result (checked like `add`, not stored); repeatable.")] = None,
+    published: Annotated[Optional[Path], typer.Option(
+        help="Published rows (default <store>/published.toml, else the repository's).")] = None,
+    upstream: UpstreamOpt = None,
+    flickr_annotations: FlickrOpt = None,
+) -> None:
+    """Render the static leaderboard site (sortable tables, plots, a page per entry) and the README tables.
+
+    Example: avsl-bench leaderboard build --out site/ --store leaderboard/
+    """
+    from .leaderboard.site import build_site
+
+    markdown_path = markdown if markdown is not None else store / "README.md"
+    try:
+        index = build_site(store, out, extra_results=extra or [], published=published, markdown=markdown_path,
+                           mirror=upstream, flickr_annotations=flickr_annotations)
+    except AvslBenchError as exc:
+        _fail(exc)
+    console.print(f"site: {index}\nmarkdown: {markdown_path}", highlight=False, soft_wrap=True)
+
+
+# ---- end of leaderboard commands ----
+
+
 def main() -> None:  # pragma: no cover - console entry point alias
     app()
 

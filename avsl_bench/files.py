@@ -13,6 +13,13 @@ from typing import IO, Any, Iterator
 _CHUNK = 1 << 20
 
 
+def _default_mode() -> int:
+    """0o666 less the process umask: what `open(path, "w")` would have given (mkstemp uses 0o600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
     digest = hashlib.sha256()
@@ -56,6 +63,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         with os.fdopen(fd, mode, encoding=encoding) as handle:
             yield handle
             handle.flush()
+            os.fchmod(handle.fileno(), _default_mode())
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)
         fsync_dir(target.parent)
