@@ -38,8 +38,9 @@ def resample_weights(positive, n_resamples: int = 1000, seed: int = 0) -> np.nda
 
     Draws come from ``np.random.default_rng(seed)`` (PCG64): first, for resample 0, 1, …, the
     n_pos indices among the positives (``Generator.integers(0, n_pos)``), then likewise the
-    negatives. Counting is an offset ``bincount`` per block of rows; the result does not
-    depend on the block size. Each row sums to n_pos over positives and n_neg over negatives.
+    negatives. Counting is an offset ``bincount`` per block of rows within the group, written
+    into the group's columns; the result does not depend on the block size. Each row sums to
+    n_pos over positives and n_neg over negatives.
     """
     pos = np.asarray(positive)
     if pos.ndim != 1 or pos.dtype != np.bool_:
@@ -51,13 +52,15 @@ def resample_weights(positive, n_resamples: int = 1000, seed: int = 0) -> np.nda
     out = np.zeros((b, n), dtype=np.int32)
     rows = max(1, _CHUNK_CELLS // max(n, 1))
     for members in (np.flatnonzero(pos), np.flatnonzero(~pos)):
-        if members.size == 0:
+        m = members.size
+        if m == 0:
             continue
+        columns = slice(members[0], members[-1] + 1) if members[-1] - members[0] + 1 == m else members
         for start in range(0, b, rows):
             block = out[start : start + rows]
-            draws = rng.integers(0, members.size, size=(block.shape[0], members.size), dtype=np.int64)
-            flat = members[draws] + (np.arange(block.shape[0], dtype=np.int64) * n)[:, None]
-            block += np.bincount(flat.ravel(), minlength=block.size).reshape(block.shape).astype(np.int32)
+            draws = rng.integers(0, m, size=(block.shape[0], m), dtype=np.int64)
+            draws += (np.arange(block.shape[0], dtype=np.int64) * m)[:, None]  # row r counts in [r·m, (r+1)·m)
+            block[:, columns] = np.bincount(draws.ravel(), minlength=draws.size).reshape(draws.shape)
     return out
 
 

@@ -8,8 +8,10 @@ Every metric takes ``weights=None`` or an integer array (B, N) of bootstrap mult
 (B,): the metric on each resampled dataset, bit for bit as if that dataset had been
 materialised with ``np.repeat`` (``mean`` only up to rounding, see there). ``weights=None`` is the single all-ones resample, so point estimates and
 bootstrap values come from the same code. Work is vectorised over resamples and thresholds
-(one global sort by confidence, per-group weight sums, cumulative sums, searchsorted) and done
-in blocks of rows so temporaries stay below ~200 MB.
+(one global sort by confidence, per-group weight sums, cumulative sums, searchsorted; LocAcc and
+AUC of many subsets from one weighted count matrix) and done in blocks of rows so temporaries stay
+below ~100 MB. Counts are exact integers kept in the narrowest exact type (int32 cumulative sums,
+float32 matmuls while every total is below 2**24).
 
 Legacy metrics (``loc_acc``, ``auc``, ``ap_legacy``, ``max_f1_legacy``) reproduce the published
 evaluators bit for bit, including the order of floating-point operations.
@@ -33,6 +35,7 @@ __all__ = [
     "extended",
     "f1_curve",
     "loc_acc",
+    "loc_acc_auc",
     "max_f1_full",
     "max_f1_legacy",
     "mean",
@@ -46,8 +49,8 @@ __all__ = [
 #: AUC thresholds t_i = 0.05 * i as Python float64 products (t_3 = 0.15000000000000002).
 AUC_THRESHOLDS = tuple(0.05 * i for i in range(21))
 
-# Cells (rows x samples) per block of resamples; ~8 live int64/float64 arrays of this size.
-_CHUNK_CELLS = 1 << 21
+# Cells (rows x samples) per block of resamples; ~8 live int32/float64 arrays of this size.
+_CHUNK_CELLS = 1 << 20
 
 _trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy < 2.0 has only trapz
 
@@ -94,13 +97,14 @@ def _check_weights(weights, n: int) -> np.ndarray | None:
 
 
 def _blocks(weights: np.ndarray | None, n: int) -> Iterator[np.ndarray]:
-    """Yield int64 blocks of rows of `weights` (one all-ones row when weights is None)."""
+    """Yield blocks of rows of `weights` as views in their own integer dtype (one all-ones row
+    when weights is None); every count below is exact in the dtype it is computed in."""
     if weights is None:
         yield np.ones((1, n), dtype=np.int64)
         return
     rows = max(1, _CHUNK_CELLS // max(n, 1))
     for start in range(0, weights.shape[0], rows):
-        yield weights[start : start + rows].astype(np.int64)
+        yield weights[start : start + rows]
 
 
 def _run(per_block, weights: np.ndarray | None, n: int):
@@ -119,8 +123,14 @@ def _ratio(num: np.ndarray, den: np.ndarray, empty: float) -> np.ndarray:
 
 
 def _weighted_counts(w: np.ndarray, flags: np.ndarray) -> np.ndarray:
-    """Exact Σ_j w[b, j] * flags[j, k] via float64 matmul (integers < 2**53 add exactly)."""
-    return w.astype(np.float64) @ flags.astype(np.float64)
+    """Exact Σ_j w[b, j] * flags[j, k] as float64 (B, K), for 0/1 `flags`.
+
+    Every partial sum is an integer no larger than the row total Σ_j w[b, j]: a float32 matmul is
+    exact while the totals stay below 2**24 (any summation order), a float64 one below 2**53.
+    """
+    exact32 = w.size == 0 or int(w.sum(axis=1).max()) < 1 << 24
+    dtype = np.float32 if exact32 else np.float64
+    return (w.astype(dtype) @ flags.astype(dtype)).astype(np.float64)
 
 
 # --------------------------------------------------------------------------- §4 standard metrics
@@ -131,14 +141,39 @@ def loc_acc(ciou, gamma: float = 0.5, strict: bool = False, weights=None):
 
     Bit-identical to ``np.mean(ciou >= gamma)``; NaN counts as a failure; empty → NaN.
     """
+    return loc_acc_auc(ciou, gamma=gamma, weights=weights)[0]["loc_acc_strict" if strict else "loc_acc"]
+
+
+def loc_acc_auc(ciou, subsets=None, gamma: float = 0.5, weights=None) -> list[dict[str, object]]:
+    """LocAcc (``loc_acc``, ``loc_acc_strict``) and ``auc`` of several subsets of samples at once.
+
+    `subsets` is a list of index arrays into `ciou` (default: one subset, all samples). Returns one
+    dict per subset, each value equal to :func:`loc_acc` / :func:`auc` called on ``ciou[idx]`` (and
+    ``weights[:, idx]``): all of them are ratios of weighted counts, which come from one matmul of
+    the weights with a (N, 24 × subsets) flag matrix (membership, ≥ γ, > γ, ≥ each AUC threshold).
+    """
     c = _float_vector(ciou, "ciou")
-    w = _check_weights(weights, c.shape[0])
-    hit = (c > gamma) if strict else (c >= gamma)
-
-    def block(wb):
-        return _ratio(_weighted_counts(wb, hit), wb.sum(axis=1), np.nan)
-
-    return _run(block, w, c.shape[0])
+    n = c.shape[0]
+    w = _check_weights(weights, n)
+    subsets = [np.arange(n)] if subsets is None else [np.asarray(s, dtype=np.intp) for s in subsets]
+    t = np.asarray(AUC_THRESHOLDS)
+    per_sample = np.column_stack([np.ones(n, bool), c >= gamma, c > gamma, c[:, None] >= t[None, :]])  # NaN: no pass
+    flags = np.zeros((n, len(subsets), per_sample.shape[1]), bool)
+    for s, idx in enumerate(subsets):
+        flags[idx, s] = per_sample[idx]
+    flags = flags.reshape(n, len(subsets) * per_sample.shape[1])
+    counts = np.concatenate([np.empty((0, flags.shape[1]))] + [_weighted_counts(wb, flags) for wb in _blocks(w, n)])
+    counts = counts.reshape(counts.shape[0], len(subsets), per_sample.shape[1])
+    out = []
+    for s in range(len(subsets)):
+        size = counts[:, s, 0]
+        values = {
+            "loc_acc": _ratio(counts[:, s, 1], size, np.nan),
+            "loc_acc_strict": _ratio(counts[:, s, 2], size, np.nan),
+            "auc": _trapezoid(_ratio(counts[:, s, 3:], size[:, None], np.nan), t, axis=1),
+        }
+        out.append({k: float(v[0]) for k, v in values.items()} if w is None else values)
+    return out
 
 
 def mean(values, weights=None):
@@ -172,16 +207,7 @@ def auc(ciou, weights=None):
     ``y_i = #(cIoU ≥ t_i) / N`` at :data:`AUC_THRESHOLDS`, integrated with ``np.trapezoid(y, t)``
     (what ``sklearn.metrics.auc`` calls).
     """
-    c = _float_vector(ciou, "ciou")
-    w = _check_weights(weights, c.shape[0])
-    t = np.asarray(AUC_THRESHOLDS)
-    passes = c[:, None] >= t[None, :]  # (N, 21); NaN passes nothing
-
-    def block(wb):
-        y = _ratio(_weighted_counts(wb, passes), wb.sum(axis=1)[:, None], np.nan)
-        return _trapezoid(y, t, axis=1)
-
-    return _run(block, w, c.shape[0])
+    return loc_acc_auc(ciou, weights=weights)[0]["auc"]
 
 
 # --------------------------------------------------------------------------- §5 extended: shared core
@@ -193,8 +219,8 @@ class _Sorted(NamedTuple):
     order: np.ndarray  # sample indices, descending confidence
     ends: np.ndarray  # last sorted position of each group (G,)
     values: np.ndarray  # distinct confidences, descending (G,)
-    tp: np.ndarray  # sorted-order flags: positive and cIoU ≥ γ (int64)
-    pos: np.ndarray  # sorted-order flags: positive (int64)
+    tp: tuple[np.ndarray, ...]  # sorted-order flags per γ: positive and cIoU ≥ γ (bool)
+    pos: np.ndarray  # sorted-order flags: positive (bool)
 
 
 def _inputs(ciou, conf, positive):
@@ -210,13 +236,13 @@ def _inputs(ciou, conf, positive):
     return c, cf, p
 
 
-def _prepare(ciou, conf, positive, gamma: float) -> _Sorted:
+def _prepare(ciou, conf, positive, *gammas: float) -> _Sorted:
     c, cf, p = _inputs(ciou, conf, positive)
     order = np.argsort(cf, kind="stable")[::-1]
     s = cf[order]
     ends = np.flatnonzero(np.r_[s[1:] != s[:-1], True]) if s.size else np.empty(0, dtype=np.intp)
-    hit = p & (c >= gamma)
-    return _Sorted(order, ends, s[ends], hit[order].astype(np.int64), p[order].astype(np.int64))
+    c, p = c[order], p[order]
+    return _Sorted(order, ends, s[ends], tuple(p & (c >= gamma) for gamma in gammas), p)
 
 
 class _Counts(NamedTuple):
@@ -224,29 +250,48 @@ class _Counts(NamedTuple):
     descending confidence); all are inclusive cumulative sums, so the last column is the total."""
 
     detected: np.ndarray  # Σ weight with conf ≥ threshold
-    tp: np.ndarray  # Σ weight of positives with cIoU ≥ γ and conf ≥ threshold
+    tp: tuple[np.ndarray, ...]  # per γ: Σ weight of positives with cIoU ≥ γ and conf ≥ threshold
     pos_detected: np.ndarray  # Σ weight of positives with conf ≥ threshold
 
 
-def _group_counts(srt: _Sorted, wb: np.ndarray) -> _Counts:
+def _group_counts(srt: _Sorted, wb: np.ndarray, totals: np.ndarray) -> _Counts:
+    """Counts of one block of resamples; int32 (half the memory traffic) when the row totals fit."""
+    dtype = np.int32 if int(totals.max(initial=0)) < 1 << 31 else np.int64
     ws = np.take(wb, srt.order, axis=1)  # C-contiguous, unlike wb[:, order]
     ties = srt.ends.size != ws.shape[1]
 
     def cum(a):
-        out = np.cumsum(a, axis=1)
+        out = np.cumsum(a, axis=1, dtype=dtype)
         return np.take(out, srt.ends, axis=1) if ties else out
 
-    return _Counts(cum(ws), cum(ws * srt.tp), cum(ws * srt.pos))
+    return _Counts(cum(ws), tuple(cum(ws * tp) for tp in srt.tp), cum(ws * srt.pos))
+
+
+def _fraction(num: np.ndarray, den: np.ndarray, empty: float) -> np.ndarray:
+    """num / den in float64 for 0 <= num <= den, and `empty` (0.0 or 1.0) where den == 0.
+
+    The values of :func:`_ratio`, with two fewer passes: a zero denominator comes with a zero
+    numerator, so the division gives NaN exactly there, and fmin(·, 1) / fmax(·, 0) (which leave
+    every other value, all in [0, 1], unchanged) put `empty` in its place.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.true_divide(num, den, dtype=np.float64)
+    if empty == 1.0:
+        return np.fmin(out, 1.0, out=out)
+    assert empty == 0.0, empty
+    return np.fmax(out, 0.0, out=out)
 
 
 def _pr(tp, detected, fn):
     """Precision and recall with the §5 conventions (1.0 on an empty denominator)."""
-    return _ratio(tp, detected, 1.0), _ratio(tp, tp + fn, 1.0)
+    return _fraction(tp, detected, 1.0), _fraction(tp, tp + fn, 1.0)
 
 
 def _f1(precision, recall):
     """2PR/(P+R) evaluated as SLAVC does, ``2*r*p/(r+p)``; 0 where P+R = 0."""
-    return _ratio(2 * recall * precision, recall + precision, 0.0)
+    num = np.multiply(2, recall)
+    num *= precision
+    return _fraction(num, recall + precision, 0.0)
 
 
 def _rev_cummax(a: np.ndarray) -> np.ndarray:
@@ -255,32 +300,38 @@ def _rev_cummax(a: np.ndarray) -> np.ndarray:
 
 
 def _seq_sum(terms: np.ndarray) -> np.ndarray:
-    """Row sums added strictly left to right (as Python's ``sum``), not pairwise."""
+    """Row sums added strictly left to right (as Python's ``sum``), not pairwise; overwrites `terms`."""
     if terms.shape[1] == 0:
         return np.zeros(terms.shape[0])
-    return np.cumsum(terms, axis=1)[:, -1]
+    return np.cumsum(terms, axis=1, out=terms)[:, -1]
 
 
-def _groups_at_ranks(detected: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+def _rank_search(detected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(flat, shift): row b of `detected` shifted by b*(max+1) and flattened, so the whole block
+    stays one sorted array and a single searchsorted serves every row (see _groups_at_ranks)."""
+    shift = np.arange(detected.shape[0], dtype=np.int64)[:, None] * (int(detected[:, -1].max()) + 1)
+    return (detected + shift).ravel(), shift
+
+
+def _groups_at_ranks(detected: np.ndarray, ranks: np.ndarray, search=None) -> np.ndarray:
     """Group holding the ranks[b, k]-th largest (0-based) confidence of resample b.
 
-    One searchsorted over all rows: row b of `detected` is shifted by b*(max+1) so the
-    flattened array stays sorted. Out-of-range ranks give an index clipped to the last group.
+    One searchsorted over all rows (`search` = ``_rank_search(detected)``, reused when given).
+    Out-of-range ranks give an index clipped to the last group.
     """
     rows, g = detected.shape
-    shift = np.arange(rows, dtype=np.int64)[:, None] * (int(detected[:, -1].max()) + 1)
-    flat = (detected + shift).ravel()
+    flat, shift = search if search is not None else _rank_search(detected)
     idx = np.searchsorted(flat, (ranks + shift).ravel(), side="right").reshape(ranks.shape)
     return np.clip(idx - np.arange(rows)[:, None] * g, 0, g - 1)
 
 
-def _pr_at(counts: _Counts, groups: np.ndarray | None = None):
-    """(P, R) at thresholds given as group indices (rows × K), or at every group."""
+def _pr_at(counts: _Counts, groups: np.ndarray | None = None, which: int = 0):
+    """(P, R) at thresholds given as group indices (rows × K), or at every group; `which` picks the γ."""
 
     def pick(a):
         return a if groups is None else np.take_along_axis(a, groups, axis=1)
 
-    tp = pick(counts.tp)
+    tp = pick(counts.tp[which])
     fn = counts.pos_detected[:, -1:] - pick(counts.pos_detected)
     return _pr(tp, pick(counts.detected), fn)
 
@@ -312,64 +363,89 @@ class _Block:
 
     def __init__(self, srt: _Sorted, wb: np.ndarray):
         self.n = wb.sum(axis=1)
-        self.counts = _group_counts(srt, wb)
+        self.counts = _group_counts(srt, wb, self.n)
         self._full = None
+        self._search = None
+        self._at: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def _finish(self, values):
         return np.where(self.n > 0, values, np.nan)
+
+    def _thresholds(self, legacy_ranks) -> tuple[np.ndarray, np.ndarray]:
+        """(groups, valid) of a legacy threshold list, shared by every γ."""
+        key = legacy_ranks.__name__
+        if key not in self._at:
+            ranks, valid = legacy_ranks(self.n)
+            if self._search is None:
+                self._search = _rank_search(self.counts.detected)
+            self._at[key] = (_groups_at_ranks(self.counts.detected, ranks, self._search), valid)
+        return self._at[key]
 
     def full(self):
         """(P, R, present) at every group; absent groups (weight 0 in a resample) repeat the
         point above them or are the empty detection, and are masked by the callers."""
         if self._full is None:
             det = self.counts.detected
-            present = np.diff(det, axis=1, prepend=0) > 0
+            present = np.empty(det.shape, bool)  # np.diff(det, prepend=0) > 0, in one pass
+            np.greater(det[:, :1], 0, out=present[:, :1])
+            np.greater(det[:, 1:], det[:, :-1], out=present[:, 1:])
             self._full = (*_pr_at(self.counts), present)
         return self._full
 
-    def ap(self):
-        ranks, valid = _legacy_ap_ranks(self.n)
-        precision, recall = _pr_at(self.counts, _groups_at_ranks(self.counts.detected, ranks))
+    def ap(self, which: int = 0):
+        groups, valid = self._thresholds(_legacy_ap_ranks)
+        precision, recall = _pr_at(self.counts, groups, which)
         pmax = _rev_cummax(np.where(valid, precision, 0.0))  # padding 0 never raises a max of P ≥ 0
         terms = pmax[:, :-1] * (recall[:, 1:] - recall[:, :-1])
         return self._finish(_seq_sum(np.where(valid[:, 1:], terms, 0.0)))  # x + 0.0 == x exactly
 
     def max_f1(self):
-        ranks, valid = _legacy_f1_ranks(self.n)
-        precision, recall = _pr_at(self.counts, _groups_at_ranks(self.counts.detected, ranks))
+        groups, valid = self._thresholds(_legacy_f1_ranks)
+        precision, recall = _pr_at(self.counts, groups)
         return self._finish(np.where(valid, _f1(precision, recall), 0.0).max(axis=1, initial=0.0))
 
     def ap_full(self):
         precision, recall, present = self.full()
         envelope = _rev_cummax(np.where(present, precision, 0.0))
-        step = np.diff(recall, axis=1, prepend=0.0)  # recall starts at 0; 0 at absent groups
-        return self._finish(_seq_sum(step * envelope))
+        step = np.empty_like(recall)  # np.diff(recall, prepend=0.0): recall starts at 0; 0 at absent groups
+        step[:, :1] = recall[:, :1]
+        np.subtract(recall[:, 1:], recall[:, :-1], out=step[:, 1:])
+        return self._finish(_seq_sum(np.multiply(step, envelope, out=step)))
 
     def max_f1_full(self):
         precision, recall, present = self.full()
-        return self._finish(np.where(present, _f1(precision, recall), 0.0).max(axis=1, initial=0.0))
+        f1 = _f1(precision, recall)  # finite, >= 0: times the 0/1 mask is where(present, f1, 0.0)
+        return self._finish(np.multiply(f1, present, out=f1).max(axis=1, initial=0.0))
 
 
 EXTENDED_KEYS = ("ap", "max_f1", "ap_full", "max_f1_full")
 
 
-def extended(ciou, conf, positive, gamma: float = 0.5, weights=None, keys=EXTENDED_KEYS):
+def extended(ciou, conf, positive, gamma: float = 0.5, weights=None, keys=EXTENDED_KEYS, *, extra_ap=None):
     """All extended metrics in one pass: ``{key: value}`` for `keys` ⊆ :data:`EXTENDED_KEYS`.
 
     Values are floats for weights=None, else (B,) arrays; see the single-metric functions
     (``ap`` = :func:`ap_legacy`, ``max_f1`` = :func:`max_f1_legacy`). Empty data → NaN.
+    `extra_ap` (``{key: γ'}``) adds :func:`ap_legacy` at other cIoU thresholds under those keys,
+    from the same sorted weights and detection counts (e.g. ``{"ap75": 0.75}``).
     """
     unknown = set(keys) - set(EXTENDED_KEYS)
     if unknown:
         raise ValueError(f"unknown extended metric keys {sorted(unknown)}; choose from {EXTENDED_KEYS}")
-    srt = _prepare(ciou, conf, positive, gamma)
+    extra_ap = dict(extra_ap or {})
+    clash = set(extra_ap) & set(keys)
+    if clash:
+        raise ValueError(f"extra_ap keys {sorted(clash)} clash with metric keys")
+    srt = _prepare(ciou, conf, positive, gamma, *extra_ap.values())
     n = srt.order.shape[0]
     w = _check_weights(weights, n)
-    parts: dict[str, list] = {k: [np.empty(0)] for k in keys}
+    parts: dict[str, list] = {k: [np.empty(0)] for k in (*keys, *extra_ap)}
     for wb in _blocks(w, n):
         block = _Block(srt, wb) if n else None
         for k in keys:
             parts[k].append(getattr(block, k)() if n else np.full(wb.shape[0], np.nan))
+        for which, k in enumerate(extra_ap, start=1):
+            parts[k].append(block.ap(which) if n else np.full(wb.shape[0], np.nan))
     out = {k: np.concatenate(v) for k, v in parts.items()}
     return {k: float(v[0]) for k, v in out.items()} if w is None else out
 
@@ -445,7 +521,7 @@ def _curve(srt: _Sorted, groups: np.ndarray | None) -> Curve:
     n = srt.order.shape[0]
     if n == 0:
         return Curve(*(np.empty(0),) * 4)
-    counts = _group_counts(srt, np.ones((1, n), dtype=np.int64))
+    counts = _group_counts(srt, np.ones((1, n), dtype=np.int64), np.array([n]))
     p, r = (a[0] for a in _pr_at(counts, None if groups is None else groups[None, :]))
     thresholds = srt.values if groups is None else srt.values[groups]
     return Curve(thresholds.astype(np.float64), p, r, _f1(p, r))
@@ -464,7 +540,7 @@ def f1_curve(ciou, conf, positive, gamma: float = 0.5, legacy: bool = False) -> 
     if not legacy or n == 0:
         return Curve(*(a[::-1] for a in _curve(srt, None)))
     ranks, _ = _legacy_f1_ranks(np.array([n]))
-    counts = _group_counts(srt, np.ones((1, n), dtype=np.int64))
+    counts = _group_counts(srt, np.ones((1, n), dtype=np.int64), np.array([n]))
     return _curve(srt, _groups_at_ranks(counts.detected, ranks)[0])
 
 

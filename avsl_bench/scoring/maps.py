@@ -12,10 +12,13 @@ per map). The arithmetic reproduces the published evaluators bit for bit:
 - cIoU sums are float64 with one division (0/0 is NaN);
 - confidence is SLAVC's ``np.sort(flat)[-ceil(n/4):].mean()`` in float32, before normalisation.
 
-The work runs map by map on preallocated scratch buffers: one 224×224 map (200 KB) stays in the CPU
-cache across the few passes it needs, which is about twice as fast as whole-chunk numpy expressions.
-`per_sample_scores` is the fused fast path used by the scorer: one sort per map serves the threshold,
-the confidence and the min/max at once; it returns exactly what the separate functions return.
+The work is vectorised over blocks of a few maps (rows of a 2-D array; a block stays in the CPU cache
+across its passes): one ``np.sort`` per block, per-row thresholds as (m, 1) columns, pixel counts
+for the cIoU. Only rare rows leave the vectorised path (max - min overflowing float32, top50 ties
+from rounding that reach far below the median, GT values other than 0, 0.5 and 1), and they are
+computed by the same float32 kernels. `per_sample_scores` is the fused fast path used by the scorer:
+the sorted block serves the threshold, the confidence and the min/max at once; it returns exactly
+what the separate functions return.
 
 Example:
     >>> import numpy as np
@@ -30,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,43 +141,76 @@ def _quarter(n: int) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
-# per-map kernels (1-D float32 views; `out`/`scratch` are preallocated buffers of the same length)
+# block kernels: 2-D float32 blocks (m, n), one flattened map per row; per-row scalars are (m,) arrays
+
+_BLOCK = 8
+"""Maps per vectorised block: a few 200 KB rows, so the passes over one block stay in the CPU cache."""
+
+_WINDOW = 64
+"""Sorted values below the median searched for top50 threshold ties before looking at all of them."""
+
+_bitwise_count = getattr(np, "bitwise_count", None)  # numpy >= 2.0
 
 
-def _minmax_into(p: np.ndarray, out: np.ndarray, lo=None, hi=None) -> None:
-    """out = (p - min) / (max - min) in float32; a constant map is copied unchanged."""
-    if lo is None:
-        lo, hi = p.min(), p.max()
-    span = hi - lo  # float32 scalar arithmetic, as in the reference
-    if span == 0:
-        np.copyto(out, p)
-        return
-    np.subtract(p, lo, out=out)
-    np.divide(out, span, out=out)
+def _row_blocks(b: int) -> Iterator[slice]:
+    return (slice(start, min(start + _BLOCK, b)) for start in range(0, b, _BLOCK))
 
 
-def _lvs_into(p: np.ndarray, out: np.ndarray, lo=None, hi=None) -> None:
-    """out = 1 - minmax(-p) in float32, literally as the LVS test script computes it.
+def _count_rows(flags: np.ndarray) -> np.ndarray:
+    """Number of True values in each row of a C-contiguous (m, n) bool array, as int64 (m,)."""
+    if _bitwise_count is not None and flags.shape[1] % 8 == 0 and flags.flags.c_contiguous:
+        return _bitwise_count(flags.view(np.uint64)).sum(axis=1, dtype=np.int64)  # one bit per True byte
+    return np.count_nonzero(flags, axis=1).astype(np.int64)
 
-    `lo`/`hi` are min/max of `p` (not of -p) when the caller already has them.
+
+def _f64_row_sums(a: np.ndarray) -> np.ndarray:
+    """``np.add.reduce(row, dtype=float64)`` for each row, in the same summation order as on one row."""
+    return np.add.reduce(a, axis=1, dtype=np.float64)
+
+
+def _span_params(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(offset, scale) per row so that minmax(p) = (p - offset) / scale in float32.
+
+    (lo, hi - lo), the reference's float32 arithmetic; (0, 1) for a constant row, which minmax leaves
+    unchanged (p - 0 and p / 1 are exact). A NaN span (inf maps) is not 0: normalised, like the reference.
     """
-    np.negative(p, out=out)
-    if lo is None:
-        nlo, nhi = out.min(), out.max()
-    else:
-        nlo, nhi = -hi, -lo  # min(-p) = -max(p), max(-p) = -min(p), exactly
-    span = nhi - nlo
-    if span != 0:
-        np.subtract(out, nlo, out=out)
-        np.divide(out, span, out=out)
-    np.subtract(np.float32(1), out, out=out)
+    with np.errstate(over="ignore", invalid="ignore"):
+        span = hi - lo
+    const = span == 0
+    return np.where(const, np.float32(0), lo)[:, None], np.where(const, np.float32(1), span)[:, None]
 
 
-def _kth(values: np.ndarray, k: int, scratch: np.ndarray) -> np.float32:
-    """The k-th smallest value (0-based), i.e. sort(values)[k], via an O(n) partition of a copy."""
-    np.copyto(scratch, values)
-    scratch.partition(k)
-    return scratch[k]
+def _minmax_rows(p: np.ndarray, lo: np.ndarray, hi: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out = (p - min) / (max - min) per row in float32 (constant rows copied); `lo`/`hi` are the row min/max."""
+    offset, scale = _span_params(lo, hi)
+    with np.errstate(over="ignore", invalid="ignore"):
+        np.subtract(p, offset, out=out)
+        np.divide(out, scale, out=out)
+    return out
+
+
+def _lvs_rows(p: np.ndarray, lo: np.ndarray, hi: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out = 1 - minmax(-p) per row in float32, literally as the LVS test script computes it.
+
+    `lo`/`hi` are min/max of p (not of -p): min(-p) = -max(p) and max(-p) = -min(p) exactly.
+    """
+    offset, scale = _span_params(-hi, -lo)
+    with np.errstate(over="ignore", invalid="ignore"):
+        np.negative(p, out=out)
+        np.subtract(out, offset, out=out)
+        np.divide(out, scale, out=out)
+        np.subtract(np.float32(1), out, out=out)
+    return out
+
+
+def _finite_span(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.isfinite(hi - lo)
+
+
+def _kth(values: np.ndarray, k: int) -> np.float32:
+    """The k-th smallest value (0-based) of a 1-D array, i.e. sort(values)[k] (NaNs sort last)."""
+    return np.partition(values, k)[k]
 
 
 def _mask_from_q(q: np.ndarray, thr, mode: str, out: np.ndarray) -> None:
@@ -184,57 +221,96 @@ def _mask_from_q(q: np.ndarray, thr, mode: str, out: np.ndarray) -> None:
         out |= ~(q < np.float32(1))
 
 
-def _confidence_1d(p: np.ndarray, scratch: np.ndarray) -> np.float32:
-    """SLAVC's np.sort(p)[-ceil(n/4):].mean(): partition, then sort only the top quarter ascending."""
-    n = p.shape[0]
-    cut = n - _quarter(n)
-    np.copyto(scratch, p)
-    scratch.partition(cut)
-    top = scratch[cut:]
-    top.sort()
-    with np.errstate(over="ignore"):  # |values| near float32 max: inf, like the reference
-        return top.mean()
+def _top50_thresholds(s: np.ndarray, lo: np.ndarray, hi: np.ndarray, k: int, finite: np.ndarray) -> np.ndarray:
+    """Raw threshold per row of a row-sorted block: p >= thr ⇔ minmax(p) >= sort(minmax(p))[k].
 
-
-class _CiouTerms:
-    """Numerator, denominator and GT area of the cIoU of one map, in float64, with reused buffers.
-
-    GTs of the protocol hold only 0, 0.5 and 1: then every sum is exact and equals a count, so the
-    terms are computed by counting pixels (same float64 values, several times faster). Any other GT
-    values take the general path: float64 sums of the exact products mask·gt.
+    minmax is monotone non-decreasing in float32 (rounding keeps that), so sort(minmax(p))[k] is
+    minmax(s[k]) and the mask is p >= s[j], j the first sorted index whose minmax reaches minmax(s[k]).
+    Values below s[k] share it only through rounding, so j is almost always in a short window below k;
+    rows where the ties reach further are searched in full. A constant row gives s[0] (all on).
+    Rows without a finite span (``finite`` False) get meaningless values: the caller handles them.
     """
+    m = s.shape[0]
+    j0 = max(0, k - _WINDOW)
+    window = _minmax_rows(s[:, j0 : k + 1], lo, hi, np.empty((m, k + 1 - j0), np.float32))
+    first = np.argmax(window >= window[:, -1:], axis=1)
+    thr = s[np.arange(m), j0 + first]
+    if j0 > 0:
+        for r in np.flatnonzero((first == 0) & (hi != lo) & finite):
+            row = slice(r, r + 1)
+            full = _minmax_rows(s[row, : k + 1], lo[row], hi[row], np.empty((1, k + 1), np.float32))[0]
+            thr[r] = s[r, np.argmax(full >= full[-1])]
+    return thr
 
-    def __init__(self, n: int, dtype: np.dtype) -> None:
-        self.n = n
-        self.zero = np.empty(n, bool)
-        self.one = np.empty(n, bool)
-        self.half = np.empty(n, bool)
-        self.tmp = np.empty(n, bool)
-        self.prod = np.empty(n, dtype)
 
-    def _count_and(self, a: np.ndarray, b: np.ndarray) -> int:
-        np.logical_and(a, b, out=self.tmp)
-        return np.count_nonzero(self.tmp)
+def _mask_rows(p: np.ndarray, s: np.ndarray | None, mode: str, threshold: float | None, out: np.ndarray) -> np.ndarray:
+    """Binary masks of a block (protocol §2) into `out`; `s` is the row-sorted block (None for fixed)."""
+    if mode == "fixed":
+        np.greater_equal(p, np.float32(threshold), out=out)
+        return out
+    k = p.shape[1] // 2
+    lo, hi = s[:, 0], s[:, -1]
+    finite = _finite_span(lo, hi)
+    if mode == "top50":
+        np.greater_equal(p, _top50_thresholds(s, lo, hi, k, finite)[:, None], out=out)
+    else:  # the k-th smallest q is the transform of the k-th smallest p (monotone), same float32 kernels
+        q = _lvs_rows(p, lo, hi, np.empty_like(p))
+        _mask_from_q(q, _lvs_rows(s[:, k : k + 1], lo, hi, np.empty((p.shape[0], 1), np.float32)), mode, out)
+    transform = _minmax_rows if mode == "top50" else _lvs_rows
+    for r in np.flatnonzero(~finite):  # max - min overflows float32: NaNs in q, so threshold literally
+        q_row = transform(p[r : r + 1], lo[r : r + 1], hi[r : r + 1], np.empty((1, p.shape[1]), np.float32))[0]
+        _mask_from_q(q_row, _kth(q_row, k), mode, out[r])
+    return out
 
-    def __call__(self, mask: np.ndarray, gt: np.ndarray) -> tuple[float, float, float]:
-        np.equal(gt, 0, out=self.zero)
-        np.equal(gt, 1, out=self.one)
-        n_zero, n_one = np.count_nonzero(self.zero), np.count_nonzero(self.one)
-        false_pos = self._count_and(self.zero, mask)
-        if n_zero + n_one == self.n:  # binary GT (VGG-SS, synthetic, negatives)
-            gt_sum = float(n_one)
-            inter = float(self._count_and(self.one, mask))
-        else:
-            np.equal(gt, 0.5, out=self.half)
-            n_half = np.count_nonzero(self.half)
-            if n_zero + n_one + n_half == self.n:  # Flickr consensus
-                gt_sum = n_one + 0.5 * n_half
-                inter = self._count_and(self.one, mask) + 0.5 * self._count_and(self.half, mask)
-            else:
-                np.multiply(gt, mask, out=self.prod)  # exact: gt·1 or gt·0
-                inter = float(np.add.reduce(self.prod, dtype=np.float64))
-                gt_sum = float(np.add.reduce(gt, dtype=np.float64))
-        return inter, gt_sum + false_pos, gt_sum
+
+def _top_quarter_means(s: np.ndarray) -> np.ndarray:
+    """SLAVC's confidence ``np.sort(p)[-ceil(n/4):].mean()`` per row of a row-sorted block, float32.
+
+    numpy's float32 mean over the last axis sums each row pairwise exactly as it sums one 1-D row,
+    so the values are bit-identical to the per-map reference.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):  # |values| near float32 max: inf, like the reference
+        return s[:, s.shape[1] - _quarter(s.shape[1]) :].mean(axis=1)
+
+
+def _ciou_terms(mask: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Numerator Σ(mask·gt), denominator Σ gt + Σ mask·[gt == 0] and area Σ gt per row, float64.
+
+    GTs of the protocol hold only 0, 0.5 and 1: then every sum is exact and equals a (half) count, so
+    the terms are counts of pixels (the same float64 values, much faster). Rows with other GT values
+    take the general path: float64 sums of the exact products mask·gt.
+    """
+    one, zero = gt == 1, gt == 0
+    n_one, n_zero, n_mask = _count_rows(one), _count_rows(zero), _count_rows(mask)
+    inter_one = _count_rows(np.logical_and(mask, one, out=one))
+    num = inter_one.astype(np.float64)
+    den = (n_one + n_mask - inter_one).astype(np.float64)  # Σ gt + Σ mask·[gt == 0], GT binary
+    area = n_one.astype(np.float64)
+    rest = np.flatnonzero(n_one + n_zero != gt.shape[1])
+    if rest.size:  # Flickr consensus (0.5) or arbitrary GT values
+        m, g = mask[rest], gt[rest]
+        half = g == 0.5
+        n_half = _count_rows(half)
+        inter_half = _count_rows(np.logical_and(m, half, out=half))
+        false_pos = n_mask[rest] - _count_rows(np.logical_and(m, ~zero[rest]))
+        area[rest] = n_one[rest] + 0.5 * n_half
+        num[rest] = inter_one[rest] + 0.5 * inter_half
+        general = np.flatnonzero(n_one[rest] + n_zero[rest] + n_half != gt.shape[1])
+        if general.size:
+            g = g[general]
+            area[rest[general]] = _f64_row_sums(g)
+            num[rest[general]] = _f64_row_sums(np.multiply(g, m[general], dtype=g.dtype))  # exact: gt·1 or gt·0
+        den[rest] = area[rest] + false_pos
+    return num, den, area
+
+
+def _sq_err_means(p: np.ndarray, gt: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Mean over each row of (minmax(p) - gt)², float32 differences and squares, float64 sum / n."""
+    q = _minmax_rows(p, lo, hi, np.empty(p.shape, np.float32))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        np.subtract(q, gt, out=q, casting="same_kind")
+        np.multiply(q, q, out=q)
+        return _f64_row_sums(q) / q.shape[1]
 
 
 def _divide_nan(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -283,8 +359,10 @@ def minmax(maps: np.ndarray) -> np.ndarray:
     """
     arr = _as_maps(maps)
     out = np.empty_like(arr)
-    for p, q in zip(_flat(arr), _flat(out)):
-        _minmax_into(p, q)
+    flat, flat_out = _flat(arr), _flat(out)
+    for rows in _row_blocks(arr.shape[0]):
+        p = flat[rows]
+        _minmax_rows(p, p.min(axis=1), p.max(axis=1), flat_out[rows])
     return out
 
 
@@ -306,19 +384,11 @@ def binarize(maps: np.ndarray, mode: str = "top50", threshold: float | None = No
     arr = _as_maps(maps)
     out = np.empty(arr.shape, dtype=bool)
     flat, flat_out = _flat(arr), _flat(out)
-    if mode == "fixed":
-        np.greater_equal(arr, np.float32(threshold), out=out)
+    if flat.shape[1] == 0:
         return out
-    n = flat.shape[1]
-    if n == 0:
-        return out
-    k = n // 2
-    q = np.empty(n, np.float32)
-    scratch = np.empty(n, np.float32)
-    transform = _minmax_into if mode == "top50" else _lvs_into
-    for p, m in zip(flat, flat_out):
-        transform(p, q)
-        _mask_from_q(q, _kth(q, k, scratch), mode, m)
+    for rows in _row_blocks(arr.shape[0]):
+        p = flat[rows]
+        _mask_rows(p, None if mode == "fixed" else np.sort(p, axis=1), mode, threshold, flat_out[rows])
     return out
 
 
@@ -336,21 +406,19 @@ def ciou(masks: np.ndarray, gts: np.ndarray) -> np.ndarray:
         raise ValueError(f"masks must be a (B, H, W) array, got shape {mk.shape}")
     mk = np.ascontiguousarray(mk, dtype=bool)
     gt = _as_gts(gts, mk)
-    b = mk.shape[0]
-    num = np.empty(b, np.float64)
-    den = np.empty(b, np.float64)
-    terms = _CiouTerms(mk[0].size if b else 0, gt.dtype)
-    for i, (m, g) in enumerate(zip(_flat(mk), _flat(gt))):
-        num[i], den[i], _ = terms(m, g)
-    return _divide_nan(num, den)
+    out = np.empty(mk.shape[0], np.float64)
+    flat, flat_gt = _flat(mk), _flat(gt)
+    for rows in _row_blocks(mk.shape[0]):
+        num, den, _ = _ciou_terms(flat[rows], flat_gt[rows])
+        out[rows] = _divide_nan(num, den)
+    return out
 
 
 def confidence(maps: np.ndarray) -> np.ndarray:
     """Mean of the ceil(n/4) largest values of each raw map, float32 (B,).
 
-    Bit-identical to SLAVC's ``np.sort(p.ravel())[-n//4:].mean()`` on the float32 map: the top
-    quarter is found with an O(n) partition, then sorted ascending so numpy's pairwise float32 sum
-    sees the same values in the same order.
+    Bit-identical to SLAVC's ``np.sort(p.ravel())[-n//4:].mean()`` on the float32 map (same sorted
+    values, same pairwise float32 summation).
 
     Example:
         >>> confidence(np.arange(8, dtype=np.float32).reshape(1, 2, 4)).tolist()
@@ -362,9 +430,8 @@ def confidence(maps: np.ndarray) -> np.ndarray:
     if flat.shape[1] == 0:
         out.fill(np.nan)
         return out
-    scratch = np.empty(flat.shape[1], np.float32)
-    for i, p in enumerate(flat):
-        out[i] = _confidence_1d(p, scratch)
+    for rows in _row_blocks(arr.shape[0]):
+        out[rows] = _top_quarter_means(np.sort(flat[rows], axis=1))
     return out
 
 
@@ -382,19 +449,10 @@ def pixel_mse(maps: np.ndarray, gts: np.ndarray) -> np.ndarray:
     gt = _as_gts(gts, arr)
     flat, flat_gt = _flat(arr), _flat(gt)
     out = np.empty(arr.shape[0], np.float64)
-    n = flat.shape[1]
-    q = np.empty(n, np.float32)
-    for i, (p, g) in enumerate(zip(flat, flat_gt)):
-        _minmax_into(p, q)
-        out[i] = _sq_err_mean(q, g)
+    for rows in _row_blocks(arr.shape[0]):
+        p = flat[rows]
+        out[rows] = _sq_err_means(p, flat_gt[rows], p.min(axis=1), p.max(axis=1))
     return out
-
-
-def _sq_err_mean(q: np.ndarray, g: np.ndarray) -> float:
-    np.subtract(q, g, out=q, casting="same_kind")
-    np.multiply(q, q, out=q)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.add.reduce(q, dtype=np.float64) / q.shape[0]
 
 
 def area(gts: np.ndarray) -> np.ndarray:
@@ -407,8 +465,7 @@ def area(gts: np.ndarray) -> np.ndarray:
     gt = np.asarray(gts)
     if gt.ndim != 3:
         raise ValueError(f"gts must be a (B, H, W) array, got shape {gt.shape}")
-    gt = np.ascontiguousarray(gt)
-    return np.array([np.add.reduce(g, dtype=np.float64) for g in _flat(gt)], dtype=np.float64)
+    return _f64_row_sums(_flat(np.ascontiguousarray(gt)))
 
 
 def size_bucket(areas: np.ndarray) -> np.ndarray:
@@ -433,7 +490,7 @@ class MapScores:
     ciou: np.ndarray  # float64, NaN for 0/0
     confidence: np.ndarray  # float32, top-quarter mean of the raw map
     area: np.ndarray  # float64, Σ gt
-    mse: np.ndarray | None = None  # float64, only when asked for
+    mse: np.ndarray | None = None  # float64, only when asked for (NaN for maps not asked for)
 
 
 def per_sample_scores(
@@ -442,17 +499,17 @@ def per_sample_scores(
     binarization: str = "top50",
     threshold: float | None = None,
     *,
-    mse: bool = False,
+    mse: bool | np.ndarray = False,
 ) -> MapScores:
     """cIoU, confidence, GT area (and optionally pixel MSE) of a chunk of maps in one pass.
 
     Equal, value for value, to ``ciou(binarize(maps, binarization, threshold), gts)``,
-    ``confidence(maps)``, ``area(gts)`` and ``pixel_mse(maps, gts)``, only faster: each map is
-    sorted once, and the sorted copy gives min and max, the top quarter for the confidence, and the
-    median threshold. minmax and 1 - minmax(-p) are monotone non-decreasing in p (float32 rounding
-    keeps that), so the k-th smallest q is the transform of the k-th smallest p; for top50 the mask
-    ``q >= s_q[k]`` is then ``p >= s[j]`` with j the first sorted index whose transform reaches
-    s_q[k], and q itself is never computed. Resize beforehand (`resize_to_grid`).
+    ``confidence(maps)``, ``area(gts)`` and ``pixel_mse(maps, gts)``, only faster: each block of
+    maps is sorted once (one ``np.sort`` over its rows), and the sorted rows give min and max, the
+    top quarter for the confidence and the median threshold. `mse` is True (every map), False, or a
+    (B,) bool array selecting the maps whose MSE is wanted (NaN for the others, e.g. negatives).
+    Resize beforehand (`resize_to_grid`). Large numpy calls release the GIL, so threads scoring
+    different chunks run in parallel.
 
     Example:
         >>> maps = np.random.default_rng(1).random((2, 224, 224), dtype=np.float32)
@@ -466,67 +523,26 @@ def per_sample_scores(
     gt = _as_gts(gts, arr)
     b = arr.shape[0]
     flat, flat_gt = _flat(arr), _flat(gt)
-    n = flat.shape[1]
-    if n == 0:
+    if flat.shape[1] == 0:
         raise ValueError("maps must have at least one pixel")
-    k, cut = n // 2, n - _quarter(n)
-    fixed_thr = np.float32(threshold) if mode == "fixed" else None
+    want_mse = None if np.ndim(mse) == 0 and not mse else np.broadcast_to(np.asarray(mse, dtype=bool), (b,))
 
     num = np.empty(b, np.float64)
     den = np.empty(b, np.float64)
     conf = np.empty(b, np.float32)
     areas = np.empty(b, np.float64)
-    mses = np.empty(b, np.float64) if mse else None
-
-    s = np.empty(n, np.float32)  # sorted copy of the map
-    q = np.empty(n, np.float32)  # transformed map (lvs, literal fallback, MSE)
-    window = np.empty(_WINDOW + 1, np.float32)
-    mask = np.empty(n, bool)
-    terms = _CiouTerms(n, gt.dtype)
-    for i, (p, g) in enumerate(zip(flat, flat_gt)):
-        np.copyto(s, p)
-        s.sort()
-        lo, hi = s[0], s[n - 1]
-        with np.errstate(over="ignore"):
-            conf[i] = s[cut:].mean()
-            finite_span = bool(np.isfinite(hi - lo))
-        if mode == "fixed":
-            np.greater_equal(p, fixed_thr, out=mask)
-        elif not finite_span:  # max - min overflows float32 (NaNs in q): literal path
-            transform = _minmax_into if mode == "top50" else _lvs_into
-            transform(p, q)
-            _mask_from_q(q, _kth(q, k, s), mode, mask)
-        elif mode == "top50":
-            if lo == hi:  # constant map: q = p, all q >= s_q[k]
-                mask.fill(True)
-            else:
-                np.greater_equal(p, s[_top50_cut(s, k, lo, hi, window)], out=mask)
-        else:
-            _lvs_into(p, q, lo, hi)
-            _lvs_into(s[k : k + 1], window[:1], lo, hi)  # k-th smallest q, same float32 kernels
-            _mask_from_q(q, window[0], mode, mask)
-        num[i], den[i], areas[i] = terms(mask, g)
-        if mses is not None:
-            _minmax_into(p, q, lo, hi)
-            mses[i] = _sq_err_mean(q, g)
+    mses = np.full(b, np.nan) if want_mse is not None else None
+    mask = np.empty((min(b, _BLOCK), flat.shape[1]), bool)
+    for rows in _row_blocks(b):
+        p, g = flat[rows], flat_gt[rows]
+        s = np.sort(p, axis=1)
+        conf[rows] = _top_quarter_means(s)
+        m = _mask_rows(p, s, mode, threshold, mask[: p.shape[0]])
+        num[rows], den[rows], areas[rows] = _ciou_terms(m, g)
+        if want_mse is not None:
+            sel = np.flatnonzero(want_mse[rows])
+            if sel.size == p.shape[0]:
+                mses[rows] = _sq_err_means(p, g, s[:, 0], s[:, -1])
+            elif sel.size:
+                mses[rows.start + sel] = _sq_err_means(p[sel], g[sel], s[sel, 0], s[sel, -1])
     return MapScores(ciou=_divide_nan(num, den), confidence=conf, area=areas, mse=mses)
-
-
-_WINDOW = 64
-
-
-def _top50_cut(s: np.ndarray, k: int, lo, hi, window: np.ndarray) -> int:
-    """First index j of sorted `s` with minmax(s[j]) >= minmax(s[k]), so that the top50 mask is p >= s[j].
-
-    minmax is monotone, so minmax(s) is sorted and j is a searchsorted; values below s[k] can share
-    the threshold only through float32 rounding, so a short window below k almost always holds j.
-    """
-    j0 = max(0, k - _WINDOW)
-    part = window[: k + 1 - j0]
-    _minmax_into(s[j0 : k + 1], part, lo, hi)
-    t = part[-1]
-    if part[0] < t or j0 == 0:
-        return j0 + int(np.searchsorted(part, t, side="left"))
-    full = np.empty(k + 1, np.float32)  # rounding collisions reach below the window: look at all
-    _minmax_into(s[: k + 1], full, lo, hi)
-    return int(np.searchsorted(full, t, side="left"))

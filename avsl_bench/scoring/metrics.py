@@ -6,7 +6,9 @@ resample at once (`weights` of shape (B, N)); the same code path serves both.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -15,6 +17,8 @@ from . import functional as F
 SIZE_BUCKETS = ("small", "medium", "large", "huge")
 NEGATIVE_TYPES = ("real", "easy", "hard", "mismatched", "silent", "offscreen")
 POSITIVE_KEYS = ("loc_acc", "loc_acc_strict", "mean_ciou", "auc", "mse")
+STRATUM_KEYS = ("loc_acc", "auc", "mean_ciou")
+_MIN_ROWS_PER_THREAD = 64  # resamples per thread below which metric_values stays on one thread
 EXTENDED_KEYS = ("ap", "max_f1", "ap_full", "max_f1_full", "ap75")
 
 
@@ -37,29 +41,42 @@ class Columns:
         )
 
 
-def _sub(weights: np.ndarray | None, idx: np.ndarray) -> np.ndarray | None:
+def _sub(weights: np.ndarray | None, idx: np.ndarray | slice) -> np.ndarray | None:
     return None if weights is None else weights[:, idx]
 
 
-def positive_metrics(cols: Columns, idx: np.ndarray, gamma: float, weights) -> dict[str, object]:
-    """LocAcc (≥ and >), mean cIoU, AUC and MSE over the positives `idx`."""
+def positive_metrics(
+    cols: Columns, idx: np.ndarray, gamma: float, weights, strata: dict[str, np.ndarray] | None = None
+) -> dict[str, object]:
+    """LocAcc (≥ and >), mean cIoU, AUC and MSE over the positives `idx`, and per stratum (a subset
+    of `idx`) its LocAcc, AUC and mean cIoU as ``{"strata.<name>.<key>": value}``.
+
+    All LocAcc/AUC values come from one weighted count matrix (:func:`functional.loc_acc_auc`); the
+    weights are restricted to the positives once.
+    """
+    strata = strata or {}
     ciou, w = cols.ciou[idx], _sub(weights, idx)
-    return {
-        "loc_acc": F.loc_acc(ciou, gamma, weights=w),
-        "loc_acc_strict": F.loc_acc(ciou, gamma, strict=True, weights=w),
+    local = [np.searchsorted(idx, members) for members in strata.values()]  # positions within idx
+    counted = F.loc_acc_auc(ciou, [np.arange(idx.size), *local], gamma, weights=w)
+    values: dict[str, object] = {
+        "loc_acc": counted[0]["loc_acc"],
+        "loc_acc_strict": counted[0]["loc_acc_strict"],
         "mean_ciou": F.mean_ciou(ciou, weights=w),
-        "auc": F.auc(ciou, weights=w),
+        "auc": counted[0]["auc"],
         "mse": F.mean(cols.mse[idx], weights=w),
     }
-
-
-def extended_metrics(cols: Columns, idx: np.ndarray, gamma: float, weights) -> dict[str, object]:
-    """Legacy and full-sweep AP / max-F1 and AP@0.75 over positives and negatives `idx`."""
-    args = (cols.ciou[idx], cols.conf[idx], cols.positive[idx])
-    w = _sub(weights, idx)
-    values = dict(F.extended(*args, gamma=gamma, weights=w))
-    values["ap75"] = F.ap_legacy(*args, gamma=0.75, weights=w)
+    for name, members, sub in zip(strata, local, counted[1:]):
+        values[f"strata.{name}.loc_acc"] = sub["loc_acc"]
+        values[f"strata.{name}.auc"] = sub["auc"]
+        values[f"strata.{name}.mean_ciou"] = F.mean_ciou(ciou[members], weights=_sub(w, members))
     return values
+
+
+def extended_metrics(cols: Columns, idx: np.ndarray | slice, gamma: float, weights) -> dict[str, object]:
+    """Legacy and full-sweep AP / max-F1 and AP@0.75 over positives and negatives `idx`
+    (``slice(None)``: all samples, without copying the weights)."""
+    args = (cols.ciou[idx], cols.conf[idx], cols.positive[idx])
+    return F.extended(*args, gamma=gamma, weights=_sub(weights, idx), extra_ap={"ap75": 0.75})
 
 
 def strata_indices(table: pd.DataFrame, seed: int) -> dict[str, tuple[str, np.ndarray]]:
@@ -85,16 +102,30 @@ def strata_indices(table: pd.DataFrame, seed: int) -> dict[str, tuple[str, np.nd
 def metric_values(
     table: pd.DataFrame, *, gamma: float, extended: bool, seed: int, weights: np.ndarray | None = None
 ) -> dict[str, object]:
-    """All metrics: `{key: value}` and `{"strata.<name>.<key>": value}`; arrays of shape (B,) with weights."""
-    cols = Columns.of(table)
-    pos_idx = np.flatnonzero(cols.positive)
-    values: dict[str, object] = dict(positive_metrics(cols, pos_idx, gamma, weights))
+    """All metrics: `{key: value}` and `{"strata.<name>.<key>": value}`; arrays of shape (B,) with weights.
+
+    With weights, the resamples are split between two threads (numpy releases the GIL in its
+    kernels); every resample's values are computed independently, so the split changes nothing.
+    """
+    cols, strata = Columns.of(table), strata_indices(table, seed)
+    if weights is not None and weights.shape[0] >= 2 * _MIN_ROWS_PER_THREAD:
+        half = weights.shape[0] // 2
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            parts = list(pool.map(lambda w: _metric_values(cols, strata, gamma, extended, w),
+                                  (weights[:half], weights[half:])))
+        return {key: np.concatenate([parts[0][key], parts[1][key]]) for key in parts[0]}
+    return _metric_values(cols, strata, gamma, extended, weights)
+
+
+def _metric_values(cols: Columns, strata: dict, gamma: float, extended: bool, weights) -> dict[str, object]:
+    positive_strata = {name: idx for name, (family, idx) in strata.items() if family == "positive"}
+    by_key = positive_metrics(cols, np.flatnonzero(cols.positive), gamma, weights, positive_strata)
+    values: dict[str, object] = {k: by_key[k] for k in POSITIVE_KEYS}
     if extended:
-        values.update(extended_metrics(cols, np.arange(len(table)), gamma, weights))
-    for name, (family, idx) in strata_indices(table, seed).items():
+        values.update(extended_metrics(cols, slice(None), gamma, weights))
+    for name, (family, idx) in strata.items():
         if family == "positive":
-            sub = positive_metrics(cols, idx, gamma, weights)
-            values.update({f"strata.{name}.{k}": sub[k] for k in ("loc_acc", "auc", "mean_ciou")})
+            values.update({f"strata.{name}.{k}": by_key[f"strata.{name}.{k}"] for k in STRATUM_KEYS})
         else:
             sub_f1 = F.max_f1_legacy(cols.ciou[idx], cols.conf[idx], cols.positive[idx], gamma=gamma,
                                      weights=_sub(weights, idx))

@@ -59,17 +59,21 @@ def per_sample_table(
     def score_chunk(chunk_ids: list[str], maps: np.ndarray) -> tuple[np.ndarray, mapops.MapScores]:
         rows = np.fromiter((bench.index[i] for i in chunk_ids), dtype=np.int64, count=len(chunk_ids))
         maps = mapops.resize_to_grid(maps, options.resize, options.align_corners)
-        return rows, mapops.per_sample_scores(maps, bench.gt_maps(rows), options.binarize, mse=True)
+        positive = bench.positive[rows]  # MSE is a positives-only metric (protocol §3)
+        return rows, mapops.per_sample_scores(maps, bench.gt_maps(rows), options.binarize, mse=positive)
 
     def collect(future) -> None:
         rows, scores = future.result()
         ciou[rows] = scores.ciou
         conf[rows] = [score_of[bench.ids[r]] for r in rows] if score_of is not None else scores.confidence
-        mse[rows] = np.where(bench.positive[rows], scores.mse, np.nan)
+        mse[rows] = scores.mse
         seen[rows] = True
 
     workers = _workers()
     with ThreadPoolExecutor(max_workers=workers) as pool:
+        # the table's per-sample GT areas and size buckets (lazy, ~1 s) are computed while the first
+        # chunks are read, not after the last one
+        described = pool.submit(lambda: (bench.areas, bench.size_buckets))
         in_flight: deque = deque()
         for chunk_ids, maps in submission.iter_chunks(chunk_size=chunk_size):
             in_flight.append(pool.submit(score_chunk, chunk_ids, maps))
@@ -77,6 +81,7 @@ def per_sample_table(
                 collect(in_flight.popleft())
         while in_flight:
             collect(in_flight.popleft())
+        described.result()
     table = pd.DataFrame(
         {
             "id": bench.ids,

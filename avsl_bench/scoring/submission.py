@@ -76,6 +76,7 @@ _READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, 
                 ValueError, NotImplementedError, RuntimeError)
 _FLOAT_SIZES = (2, 4, 8)
 _FIXED_DATE = (1980, 1, 1, 0, 0, 0)
+_RawChunk = tuple[list[str], np.ndarray, np.dtype]  # ids, maps as stored (unchecked), stored dtype
 
 
 # --------------------------------------------------------------------------------------------------
@@ -235,11 +236,13 @@ class Submission:
     def iter_chunks(self, chunk_size: int = 256, prefetch: int = 2) -> Iterator[tuple[list[str], np.ndarray]]:
         """Yield ``(ids, maps)`` chunks in archive order; maps are fresh float32 (B, H, W) arrays.
 
-        With ``prefetch > 0`` a background thread reads, decompresses, converts and checks up to
-        `prefetch` chunks ahead (bounded queue); with 0 everything runs in the caller's thread.
+        With ``prefetch > 0`` two background threads run ahead, each by at most `prefetch` chunks
+        (bounded queues): one reads and decompresses (zlib and the CRC release the GIL), the next
+        converts to float32 and checks the values, so decompression, the bottleneck of deflated
+        archives, never waits for the conversion; with 0 everything runs in the caller's thread.
         Errors found while streaming (corrupt data, bad CRC, NaN/inf, ragged or non-float
         members) raise `SubmissionError` in the caller, possibly after earlier chunks were yielded.
-        Peak memory ≈ (prefetch + 2) chunks plus one chunk of raw bytes.
+        Peak memory ≈ (2 × prefetch + 3) chunks.
         """
         rows = self.rows_per_chunk(chunk_size)
         if self._zf.fp is None:
@@ -247,13 +250,36 @@ class Submission:
         if not isinstance(prefetch, int) or prefetch < 0:
             raise ValueError(f"prefetch must be a non-negative integer, got {prefetch!r}")
         if prefetch == 0:
-            return self._read_chunks(rows)
-        return _prefetched(self._read_chunks(rows), prefetch)
+            return self._checked(self._read_chunks(rows))
+        return _prefetched(self._checked(_prefetched(self._read_chunks(rows), prefetch)), prefetch)
 
-    def _read_chunks(self, rows: int) -> Iterator[tuple[list[str], np.ndarray]]:
+    def _read_chunks(self, rows: int) -> Iterator[_RawChunk]:
+        """Chunks ``(ids, maps, stored dtype)`` as read: maps in the stored dtype, not yet checked."""
         if self.layout == "a":
             return self._read_chunks_a(rows)
         return self._read_chunks_b(rows)
+
+    def _checked(self, chunks: Iterator[_RawChunk]) -> Iterator[tuple[list[str], np.ndarray]]:
+        """Convert read chunks to fresh float32 arrays and reject non-finite maps, naming the sample."""
+        try:
+            for ids, arr, stored in chunks:
+                with np.errstate(over="ignore"):  # float64 beyond float32 → inf, reported below
+                    maps = arr if arr.dtype == np.float32 and arr.flags.writeable else arr.astype(np.float32)
+                del arr
+                try:
+                    self._check_finite(maps, ids, stored)
+                except SubmissionError:
+                    if self.layout == "a":
+                        # Garbage from a damaged member often looks like NaN: read to the end of the
+                        # member first, so that a bad CRC is what gets reported.
+                        for _ in chunks:
+                            pass
+                    raise
+                yield ids, maps
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
 
     def _open_member(self, info: zipfile.ZipInfo, sample: str | None = None):
         try:
@@ -270,7 +296,7 @@ class Submission:
             raise SubmissionError(self.path, f"member {member!r} is truncated", sample)
         return data
 
-    def _read_chunks_a(self, rows: int) -> Iterator[tuple[list[str], np.ndarray]]:
+    def _read_chunks_a(self, rows: int) -> Iterator[_RawChunk]:
         info = self._members[0]
         expected = self._maps_header
         n = len(self.ids)
@@ -283,20 +309,11 @@ class Submission:
             for start in range(0, n, rows):
                 ids = self.ids[start : start + rows]
                 data = self._read_exact(fp, len(ids) * row_bytes, info.filename, None)
-                raw_maps = np.frombuffer(data, dtype=expected.dtype).reshape(len(ids), h, w)
-                with np.errstate(over="ignore"):  # float64 beyond float32 → inf, reported below
-                    maps = raw_maps.astype(np.float32)  # also native byte order; a writable copy
-                del data, raw_maps
-                try:
-                    self._check_finite(maps, ids, expected.dtype)
-                except SubmissionError:
-                    # Garbage from a damaged member often looks like NaN: verify the CRC first.
-                    self._drain(fp, info.filename)
-                    raise
-                yield ids, maps
+                yield ids, np.frombuffer(data, dtype=expected.dtype).reshape(len(ids), h, w), expected.dtype
+                del data
             self._check_eof(fp, info.filename)
 
-    def _read_chunks_b(self, rows: int) -> Iterator[tuple[list[str], np.ndarray]]:
+    def _read_chunks_b(self, rows: int) -> Iterator[_RawChunk]:
         h, w = self.shape
         for start in range(0, len(self.ids), rows):
             ids = self.ids[start : start + rows]
@@ -313,8 +330,7 @@ class Submission:
                 with np.errstate(over="ignore"):  # float64 beyond float32 → inf, reported below
                     maps[j] = arr.reshape((w, h)).T if header.fortran_order else arr.reshape(h, w)
                 dtypes.add(header.dtype)
-            self._check_finite(maps, ids, max(dtypes, key=lambda d: d.itemsize))
-            yield ids, maps
+            yield ids, maps, max(dtypes, key=lambda d: d.itemsize)
 
     def _check_b_header(self, header: _Header, info: zipfile.ZipInfo, sample: str) -> None:
         if not _is_float(header.dtype):
@@ -325,16 +341,6 @@ class Submission:
             raise SubmissionError(self.path, f"ragged maps: shape {header.shape}, but the first map "
                                              f"({self.ids[0]!r}) is {self.shape}", sample)
         _check_member_size(self.path, info, header, sample)
-
-    def _drain(self, fp: _CountingReader, member: str) -> None:
-        """Read the rest of a member in bounded blocks so that zipfile checks its CRC."""
-        while True:
-            try:
-                block = fp.read(16 << 20)
-            except _READ_ERRORS as err:
-                raise SubmissionError(self.path, f"member {member!r} is corrupt: {_reason(err)}") from None
-            if not block:
-                return
 
     def _check_eof(self, fp: _CountingReader, member: str, sample: str | None = None) -> None:
         """Read past the end so zipfile verifies the CRC (no-op when it already has)."""

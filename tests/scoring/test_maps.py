@@ -143,12 +143,10 @@ def test_binarize_matches_literal_evaluators():
 
 
 def test_lvs_transform_is_literally_one_minus_minmax_of_minus_p():
-    maps = _map_zoo()[:17]
-    q = np.empty(N, np.float32)
-    for p in maps:
-        M._lvs_into(p.ravel(), q)
-        expected = 1 - M.minmax(-p[None])[0]
-        assert np.array_equal(q, expected.ravel())
+    flat = _map_zoo()[:17].reshape(17, N)
+    q = M._lvs_rows(flat, flat.min(axis=1), flat.max(axis=1), np.empty_like(flat))
+    for p, got in zip(flat, q):
+        assert np.array_equal(got, 1 - _ref_normalize(-p))
 
 
 def test_binarize_rejects_bad_modes():
@@ -301,3 +299,96 @@ def test_per_sample_scores_equals_separate_functions(mode):
     assert np.array_equal(fused.area, M.area(gts))
     assert np.array_equal(fused.mse, mse, equal_nan=True)
     assert M.per_sample_scores(maps[:2], gts[:2], mode).mse is None
+
+
+# ---------------------------------------------------------------------------------------------------
+# the batched (vectorised) path against a literal per-map reference
+
+
+def _ref_mse(p, gt):
+    """(minmax(p) - gt)² in float32, summed in float64 one map at a time, divided by n."""
+    d = _ref_normalize(p.copy()) - gt
+    return np.add.reduce((d * d).ravel(), dtype=np.float64) / d.size
+
+
+def _ref_fixed(p, t):
+    return p >= np.float32(t)
+
+
+def _smooth_float16_maps(rng, b):
+    """Model-like maps: 7×7 logits upsampled ×32, a little noise, stored as float16 (many ties)."""
+    scale = rng.choice([1e-3, 1.0, 30.0, 1e4], (b, 1, 1)).astype(np.float32)
+    low = rng.standard_normal((b, 7, 7)).astype(np.float32) * scale
+    maps = np.repeat(np.repeat(low, 32, axis=1), 32, axis=2).astype(np.float16)
+    maps += (0.01 * rng.standard_normal(maps.shape)).astype(np.float16)
+    return maps.astype(np.float32)
+
+
+def _varied_gts(rng, b):
+    """VGG-SS-like box unions {0, 1}, Flickr consensus {0, 0.5, 1}, empty, full, and arbitrary values."""
+    gts = np.zeros((b, 224, 224), np.float32)
+    for i in range(b):
+        weight = 0.5 if i % 3 == 0 else 1.0  # every third GT is a Flickr consensus map
+        for _ in range(rng.integers(1, 4)):
+            y, x = rng.integers(0, 200, 2)
+            gts[i, y : y + rng.integers(1, 120), x : x + rng.integers(1, 120)] += weight
+    np.minimum(gts, 1, out=gts)
+    gts[1] = 0  # empty GT (and with an all-off mask: 0/0 = NaN)
+    gts[4] = 1
+    gts[7] = rng.random((224, 224), dtype=np.float32) * (gts[7] > 0)  # arbitrary values: general path
+    return gts
+
+
+@pytest.mark.parametrize("mode", ["top50", "lvs", "fixed", "fixed:0.25"])
+def test_batched_scores_bit_identical_to_literal_per_map_reference(mode):
+    rng = np.random.default_rng(11)
+    maps = np.concatenate([_map_zoo(11), _smooth_float16_maps(rng, 21), np.round(_map_zoo(12)[:6] * 3)])
+    gts = _varied_gts(rng, maps.shape[0])  # 51 maps: blocks of M._BLOCK rows plus a partial one
+    gts[10] = 0  # a constant map (zoo[10] == 0) on an empty GT
+    name, _, value = mode.partition(":")
+    want_mse = rng.random(maps.shape[0]) < 0.7
+    with np.errstate(invalid="ignore", over="ignore"):
+        got = M.per_sample_scores(maps, gts, mode, mse=want_mse)
+        for i, (p, g) in enumerate(zip(maps, gts)):
+            if name == "top50":
+                mask = _ref_top50(p)
+            elif name == "lvs":
+                mask = _ref_lvs(p)
+            else:
+                mask = _ref_fixed(p, float(value or 0.5))
+            ref_ciou = _ref_ciou(mask, g)
+            assert got.ciou[i] == ref_ciou or (np.isnan(got.ciou[i]) and np.isnan(ref_ciou)), i
+            assert got.confidence[i].view(np.uint32) == _ref_confidence(p).view(np.uint32), i
+            assert got.area[i] == np.add.reduce(g.ravel(), dtype=np.float64), i
+            if want_mse[i]:
+                ref_mse = _ref_mse(p, g)
+                assert got.mse[i] == ref_mse or (np.isnan(got.mse[i]) and np.isnan(ref_mse)), i
+            else:
+                assert np.isnan(got.mse[i]), i
+    if name == "fixed":
+        assert np.isnan(got.ciou[10])  # all-off mask on an empty GT: 0/0
+
+
+def test_top50_threshold_window_misses_are_searched_in_full():
+    # p - min rounds to multiples of 64 (huge negative outlier): thousands of equal q below s[k]
+    p = _map_zoo()[19:20]
+    s = np.sort(p.reshape(1, -1), axis=1)
+    q = M._minmax_rows(s, s[:, 0], s[:, -1], np.empty_like(s))[0]
+    assert q[K - M._WINDOW] == q[K]  # the ties reach below the window
+    assert np.array_equal(M.binarize(p, "top50")[0], _ref_top50(p[0]))
+
+
+def test_mse_selection_and_block_boundaries():
+    rng = np.random.default_rng(2)
+    maps = _smooth_float16_maps(rng, 2 * M._BLOCK + 3)
+    gts = _varied_gts(rng, maps.shape[0])
+    full = M.per_sample_scores(maps, gts, mse=True)
+    assert np.array_equal(full.mse, M.pixel_mse(maps, gts))
+    some = np.zeros(maps.shape[0], bool)
+    some[[0, M._BLOCK, maps.shape[0] - 1]] = True
+    part = M.per_sample_scores(maps, gts, mse=some)
+    assert np.array_equal(part.mse[some], full.mse[some]) and np.isnan(part.mse[~some]).all()
+    assert M.per_sample_scores(maps, gts, mse=False).mse is None
+    for b in (1, M._BLOCK, M._BLOCK + 1):  # chunk sizes around a block give the same values
+        one = M.per_sample_scores(maps[:b], gts[:b], mse=True)
+        assert np.array_equal(one.ciou, full.ciou[:b], equal_nan=True) and np.array_equal(one.mse, full.mse[:b])
