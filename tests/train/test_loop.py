@@ -1,0 +1,178 @@
+"""The training loop end to end on fixture shards, prediction archives, and DDP gradient equivalence."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+
+from avsl_bench.errors import DataFileError, UsageError
+from avsl_bench.scoring.submission import open_submission
+from avsl_bench.train.controls import control_pairs
+from avsl_bench.train.data import LeakageError, ShardIndex
+from avsl_bench.train.loop import leakage_flag, train
+from avsl_bench.train.predict import load_run, method_info, predict
+
+from .conftest import tiny_recipe
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, fixture_shards):
+    root = tmp_path_factory.mktemp("runs")
+    out = {}
+    for method in ("ezvsl", "slavc"):
+        recipe = tiny_recipe(root / f"{method}.toml", method, cache=method == "slavc")
+        out[method] = (root / method, train(method, fixture_shards["train"], root / method, recipe, device="cpu",
+                                            seed=0, save_every=1))
+    return out
+
+
+@pytest.mark.parametrize("method", ["ezvsl", "slavc"])
+def test_run_json_and_checkpoints(runs, method):
+    run_dir, run = runs[method]
+    assert json.loads((run_dir / "run.json").read_text()) == run
+    assert run["method"] == method and run["checkpoint_selection"] == "final" and run["seed"] == 0
+    assert run["epochs"] == 2 and run["steps"] == 2 * (64 // 16)
+    assert run["recipe"]["resolved"]["schedule"]["batch_size"] == 16
+    assert run["recipe"]["resolved"]["schedule"]["save_every"] == 1 and run["recipe"]["schedule_overridden"] is False
+    assert run["training_data"]["samples"] == 64 and run["training_data"]["splits"] == {"train": 64}
+    assert len(run["training_data"]["keys_sha256"]) == 64 and run["training_data"]["leaky"] is None
+    assert run["device"]["type"] == "cpu" and run["device"]["world_size"] == 1
+    assert run["tool"]["name"] == "avsl-bench" and run["timing"]["samples_per_s"] > 0
+    assert [c["file"] for c in run["epoch_checkpoints"]] == ["epoch_001.pt"]  # the last epoch is final.pt
+    assert (run_dir / "final.pt").is_file() and len(run["history"]) == 2
+    model, recipe, _ = load_run(run_dir)
+    assert not model.training and recipe.method == method
+
+
+def test_training_is_deterministic(runs, fixture_shards, tmp_path):
+    run_dir, run = runs["ezvsl"]
+    recipe = tiny_recipe(tmp_path / "ezvsl.toml", "ezvsl")
+    again = train("ezvsl", fixture_shards["train"], tmp_path / "again", recipe, device="cpu", seed=0, save_every=1)
+    a = torch.load(run_dir / "final.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "again" / "final.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert again["history"][-1]["loss"] == run["history"][-1]["loss"]
+
+
+def test_train_refuses_test_data_and_reuse(fixture_shards, tmp_path, runs):
+    recipe = tiny_recipe(tmp_path / "ezvsl.toml", "ezvsl")
+    with pytest.raises(LeakageError):
+        train("ezvsl", fixture_shards["test"], tmp_path / "x", recipe, device="cpu")
+    assert not (tmp_path / "x" / "final.pt").exists()
+    with pytest.raises(UsageError, match="exists"):
+        train("ezvsl", fixture_shards["train"], runs["ezvsl"][0], recipe, device="cpu")
+
+
+@pytest.mark.parametrize("method", ["ezvsl", "slavc"])
+def test_predict_writes_fixed_range_maps(runs, fixture_shards, tmp_path, method):
+    run_dir, run = runs[method]
+    out = tmp_path / "preds.npz"
+    summary = predict(run_dir, [fixture_shards["test"], fixture_shards["test-neg"]], out, workers=0)
+    assert summary["samples"] == 32 and summary["map"] == "fixed_range" and summary["scores"] is None
+    with open_submission(out) as sub:
+        assert sub.shape == (224, 224) and str(sub.dtype) == "float32" and sub.scores is None
+        assert sorted(sub.ids) == sorted(ShardIndex.build([fixture_shards["test"], fixture_shards["test-neg"]]).keys)
+    maps = np.load(out)["maps"]
+    assert maps.min() > -0.1 and maps.max() < 1.1  # Â = (τA + 1)/2 (bicubic may overshoot a little)
+    info = method_info(run_dir)
+    assert info.checkpoint_selection == "final" and info.checkpoint_sha256 == run["checkpoint"]["sha256"]
+
+
+def test_predict_with_ogl_and_controls(runs, fixture_shards, tmp_path):
+    run_dir, _ = runs["ezvsl"]
+    with pytest.warns(RuntimeWarning, match="RANDOM INIT"):
+        summary = predict(run_dir, [fixture_shards["test"], fixture_shards["test-neg"]], tmp_path / "o.npz", ogl=True,
+                          workers=0)
+    assert summary["map"] == "ogl_extended" and summary["ogl_weights"]["status"] == "missing_random_init"
+    with pytest.warns(RuntimeWarning):
+        classic = predict(run_dir, fixture_shards["test"], tmp_path / "c.npz", ogl=True, workers=0)
+    assert classic["map"] == "ogl_classic"
+    maps = np.load(tmp_path / "c.npz")["maps"]
+    assert np.allclose(maps.reshape(len(maps), -1).min(1), 0) and np.allclose(maps.reshape(len(maps), -1).max(1), 1)
+    index = ShardIndex.build(fixture_shards["test"])
+    pairs = control_pairs(index, "distractor")
+    meta = {s.key: s.meta for s in index.samples}
+    assert pairs and all(meta[a]["class"] in meta[f]["frame_classes"] and meta[a]["class"] != meta[f]["class"]
+                         for f, a in pairs.items())
+    shuffle = control_pairs(index, "shuffle")
+    assert sorted(shuffle) == sorted(shuffle.values()) == sorted(index.keys) and all(k != v for k, v in shuffle.items())
+
+
+def test_predict_refuses_missing_or_replaced_checkpoint(runs, fixture_shards, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(runs["ezvsl"][0], run_dir)
+    (run_dir / "final.pt").unlink()
+    with pytest.raises(DataFileError, match="checkpoint missing"):
+        predict(run_dir, fixture_shards["test"], tmp_path / "p.npz")
+    shutil.copy(run_dir / "epoch_001.pt", run_dir / "final.pt")
+    with pytest.raises(DataFileError, match="sha256"):
+        predict(run_dir, fixture_shards["test"], tmp_path / "p.npz")
+
+
+def test_leakage_flag():
+    assert leakage_flag(["vggsound-144k"]) is True
+    assert leakage_flag(["vggsound-144k-noleak"]) is False
+    assert leakage_flag(["synthetic"]) is False
+    assert leakage_flag(["something"]) is None
+
+
+# ------------------------------------------------------------------------------- DDP (gloo, 2 processes)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, path: str) -> None:
+    import torch.distributed as dist
+
+    from avsl_bench.train.distributed import gather_embeddings
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo")
+    model, image, audio = _ddp_setup()
+    net = torch.nn.parallel.DistributedDataParallel(model)
+    half = len(image) // world
+    sl = slice(rank * half, (rank + 1) * half)
+    emb = net(image[sl], audio[sl])
+    loss, _ = model.loss(gather_embeddings(emb))
+    loss.backward()
+    if rank == 0:
+        torch.save({"loss": loss.detach(), "grads": {n: p.grad for n, p in model.named_parameters()}}, path)
+    dist.destroy_process_group()
+
+
+def _ddp_setup():
+    from avsl_bench.models import build_model
+    from avsl_bench.models.ezvsl import EZVSLConfig
+
+    torch.manual_seed(0)
+    cfg = EZVSLConfig(visual="small_cnn", visual_widths=(4, 4, 4, 8, 8), visual_strides=(2, 2, 1, 2, 1), visual_weights="",
+                      audio="conv1d", audio_widths=(8, 8, 8), dim=8, tau=0.1)
+    model = build_model("ezvsl", cfg, audio_in_bins=16).eval()  # eval: BatchNorm without batch statistics
+    g = torch.Generator().manual_seed(1)
+    return model, torch.randn(8, 3, 16, 16, generator=g), torch.randn(8, 16, 20, generator=g)
+
+
+def test_ddp_all_gather_gives_the_global_batch_gradient(tmp_path):
+    import torch.multiprocessing as mp
+
+    path = str(tmp_path / "ddp.pt")
+    mp.spawn(_ddp_worker, args=(2, _free_port(), path), nprocs=2, join=True)
+    got = torch.load(path, weights_only=True)
+    model, image, audio = _ddp_setup()
+    loss, _ = model.loss(model(image, audio))
+    loss.backward()
+    torch.testing.assert_close(got["loss"], loss.detach())
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(got["grads"][name], p.grad, rtol=1e-4, atol=1e-6)
