@@ -28,6 +28,7 @@ demo: install
 
 bench: install
 	$(PY) bench/score_speed.py
+	$(PY) bench/cut_speed.py
 
 clean:
 	rm -rf demo-out .pytest_cache
