@@ -161,10 +161,14 @@ def _load_listed(spec: BenchmarkSpec, mirror, flickr_annotations) -> BenchmarkDa
     )
 
 
-def _load_synthetic(spec: BenchmarkSpec) -> BenchmarkData:
+def load_synthetic_split(spec: BenchmarkSpec, split: str = "test") -> BenchmarkData:
+    """BenchmarkData of one split of a synthetic benchmark (positives in key order, then negatives).
+
+    `load_benchmark` scores `test`; calibration reads `val` so that the test set is only read for reports.
+    """
     from .synthetic import synthetic_annotations
 
-    rows = synthetic_annotations(spec.size, "test", seed=spec.seed, negatives=bool(spec.negatives))
+    rows = synthetic_annotations(spec.size, split, seed=spec.seed, negatives=bool(spec.negatives))
     rows = sorted((r for r in rows if not r["negative"]), key=lambda r: r["key"]) + sorted(
         (r for r in rows if r["negative"]), key=lambda r: r["key"]
     )
@@ -185,7 +189,7 @@ def load_benchmark(
 ) -> BenchmarkData:
     """Load a benchmark by name: verified annotation files → samples, GT boxes, types, strata."""
     spec = name if isinstance(name, BenchmarkSpec) else get_spec(name)
-    data = _load_synthetic(spec) if spec.loader == "synthetic" else _load_listed(spec, mirror, flickr_annotations)
+    data = load_synthetic_split(spec) if spec.loader == "synthetic" else _load_listed(spec, mirror, flickr_annotations)
     got = (data.n_positives, data.n_negatives)
     if got != (spec.expected_positives, spec.expected_negatives):
         raise DataFileError(

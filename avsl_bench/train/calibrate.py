@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 
 __all__ = ["synthetic_split_benchmark", "score_archive", "evaluate_run", "center_prior_metrics"]
 
@@ -21,24 +20,11 @@ METRICS = ("loc_acc", "auc", "ap", "max_f1")
 
 
 def synthetic_split_benchmark(size: str = "synthetic", split: str = "test", *, negatives: bool = False):
-    """BenchmarkData of one synthetic split (positives in key order, then negatives), like `load_benchmark`
-    does for `test`."""
-    from ..benchmarks.gt import normalized_to_grid
-    from ..benchmarks.load import BenchmarkData
+    """BenchmarkData of one synthetic split (positives in key order, then negatives)."""
+    from ..benchmarks.load import load_synthetic_split
     from ..benchmarks.spec import get_spec
-    from ..benchmarks.synthetic import synthetic_annotations
 
-    spec = get_spec(f"{size}-ext" if negatives else size)
-    rows = synthetic_annotations(size, split, seed=spec.seed, negatives=negatives)
-    rows = sorted((r for r in rows if not r["negative"]), key=lambda r: r["key"]) + sorted(
-        (r for r in rows if r["negative"]), key=lambda r: r["key"]
-    )
-    grid = lambda bs: [normalized_to_grid(b) for b in bs]  # noqa: E731
-    return BenchmarkData(
-        spec=spec, ids=[r["key"] for r in rows], positive=np.array([not r["negative"] for r in rows]),
-        negative_type=[r["negative_type"] for r in rows], classes=[r["class"] for r in rows],
-        boxes=[grid(r["boxes"]) for r in rows], frame_boxes=[grid(r["frame_boxes"] or r["boxes"]) for r in rows],
-    )  # fmt: skip
+    return load_synthetic_split(get_spec(f"{size}-ext" if negatives else size), split)
 
 
 def score_archive(path: str | os.PathLike, bench, *, allow_missing: bool = False, method=None) -> dict[str, float]:
