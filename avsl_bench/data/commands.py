@@ -26,7 +26,7 @@ from ..files import sha256_bytes, sha256_file, write_json_atomic
 from .catalog import CatalogPlan, SplitSpec, plan_benchmark
 from .manifest import MergeError, merge
 from .plan import DEFAULT_SAMPLES_PER_SHARD, check_part, make_plan
-from .prepare import PrepareSummary, run_prepare
+from .prepare import RETRY_MODES, PrepareSummary, run_prepare
 from .shards import read_stats
 from .sources.base import Status
 from .synthetic import BATCH_CLIPS
@@ -157,6 +157,8 @@ def prepare_benchmark(
     proxy: str | None = None,
     ffmpeg: str | None = None,
     timeout: float = 180.0,
+    cut_timeout: float = 60.0,
+    retry_failed: str | None = None,
     audio_window: float | None = None,
     samples_per_shard: int = DEFAULT_SAMPLES_PER_SHARD,
     mirror_layout: str = "clip",
@@ -174,8 +176,10 @@ def prepare_benchmark(
     their parts resumes them). `source_spec` is `youtube` (default) or `mirror:PATH` (VGGSound clips only);
     `flickr_archive` is the user's Flickr-SoundNet archive (directory or tar.gz; Flickr names only),
     `flickr_annotations` a directory of `<id>.xml` overriding the archive's. `limit` keeps the first N rows of each
-    split in key order. `timeout` is the per-clip acquisition limit (seconds). See `catalog.plan_benchmark` for
-    the names.
+    split in key order. `timeout` is the per-clip acquisition limit (seconds), `cut_timeout` the limit of each
+    ffmpeg cut (seconds; VGGSound and Flickr media). `retry_failed` (`transient` | `all`) redoes the failed rows of
+    committed shards that another run may cure (`all`: every failed row; see `prepare.retryable_failure`); without
+    it committed shards are skipped. See `catalog.plan_benchmark` for the names.
     """
     check_part(num_parts, part)
     if samples_per_shard < 1:
@@ -184,6 +188,10 @@ def prepare_benchmark(
         raise UsageError(f"--workers must be >= 1, got {workers}")
     if timeout <= 0:
         raise UsageError(f"--timeout must be > 0 seconds, got {timeout:g}")
+    if not cut_timeout > 0:
+        raise UsageError(f"--cut-timeout must be > 0 seconds, got {cut_timeout:g}")
+    if retry_failed is not None and retry_failed not in RETRY_MODES:
+        raise UsageError(f"--retry-failed must be one of {', '.join(RETRY_MODES)}, got {retry_failed!r}")
     source_kind, mirror_path = parse_source(source_spec)
     plan = plan_benchmark(name, source_kind=source_kind, audio_window=audio_window, upstream=upstream,
                           list_path=list_path, limit=limit)  # fmt: skip
@@ -201,8 +209,9 @@ def prepare_benchmark(
     if not merge_only:
         annotations, producer = _producer(plan, out, source_kind=source_kind, mirror_path=mirror_path,
                                           workers=workers, url_template=url_template, cookies=cookies, proxy=proxy,
-                                          ffmpeg=ffmpeg, timeout=timeout, mirror_layout=mirror_layout,
-                                          flickr_archive=flickr_archive, flickr_annotations=flickr_annotations)  # fmt: skip
+                                          ffmpeg=ffmpeg, timeout=timeout, cut_timeout=cut_timeout,
+                                          mirror_layout=mirror_layout, flickr_archive=flickr_archive,
+                                          flickr_annotations=flickr_annotations)  # fmt: skip
         report.inputs.update(annotations.pop("_inputs", {}))
         for split in plan.splits:
             if console is not None:
@@ -215,7 +224,7 @@ def prepare_benchmark(
                 num_parts=num_parts, part=part, samples_per_shard=samples_per_shard, ffmpeg=ffmpeg,
                 audio_window=plan.audio_window, input_sha256=split.input_sha256,
                 annotations={**split.annotations, **annotations.get(split.split, {})}, progress=progress,
-                console=console, **producer,
+                console=console, retry_failed=retry_failed, **producer,
             )  # fmt: skip
             report.splits.append(SplitReport(plan.directory, split.split, summary.split_dir, len(split.rows), summary))
     else:
@@ -257,7 +266,8 @@ def _write_normalized(directory: Path, plan: CatalogPlan):
 
 
 def _producer(plan: CatalogPlan, out: Path, *, source_kind, mirror_path, workers, url_template, cookies, proxy,
-              ffmpeg, timeout, mirror_layout, flickr_archive, flickr_annotations) -> tuple[dict, dict]:  # fmt: skip
+              ffmpeg, timeout, cut_timeout, mirror_layout, flickr_archive,
+              flickr_annotations) -> tuple[dict, dict]:  # fmt: skip
     """(extra annotations per split name, run_prepare keyword arguments) of the plan's producer."""
     cpus = os.cpu_count() or 1
     if plan.producer == "synthetic":
@@ -267,13 +277,13 @@ def _producer(plan: CatalogPlan, out: Path, *, source_kind, mirror_path, workers
         batch = functools.partial(sample_blobs_batch, exe=find_ffmpeg(ffmpeg))
         return {}, {"make_blobs_batch": batch, "blob_executor": "process", "workers": workers or cpus}
     if plan.producer == "flickr":
-        return _flickr_producer(plan, out, workers=workers or cpus, ffmpeg=ffmpeg,
+        return _flickr_producer(plan, out, workers=workers or cpus, ffmpeg=ffmpeg, cut_timeout=cut_timeout,
                                 archive_path=flickr_archive, xml_dir=flickr_annotations)  # fmt: skip
     if source_kind == "mirror":
         from .sources.mirror import MirrorSource
 
         source = MirrorSource(mirror_path, layout=mirror_layout, index_cache_dir=out / "_cache" / "mirror-index")
-        return {}, {"source": source, "workers": workers or cpus}
+        return {}, {"source": source, "workers": workers or cpus, "cut_timeout": cut_timeout}
     from .sources.youtube import DEFAULT_URL_TEMPLATE, YoutubeSource
 
     try:
@@ -281,16 +291,18 @@ def _producer(plan: CatalogPlan, out: Path, *, source_kind, mirror_path, workers
                                proxy=proxy, ffmpeg=ffmpeg)  # fmt: skip
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    return {}, {"source": source, "workers": workers or YOUTUBE_WORKERS}
+    return {}, {"source": source, "workers": workers or YOUTUBE_WORKERS, "cut_timeout": cut_timeout}
 
 
-def _flickr_producer(plan: CatalogPlan, out: Path, *, workers: int, ffmpeg, archive_path, xml_dir) -> tuple[dict, dict]:
+def _flickr_producer(plan: CatalogPlan, out: Path, *, workers: int, ffmpeg, cut_timeout, archive_path,
+                     xml_dir) -> tuple[dict, dict]:  # fmt: skip
     from .ffmpeg import ffmpeg_info, find_ffmpeg
     from .flickr import FlickrArchive, FlickrBlobs, flickr_boxes, xml_digest
 
     if archive_path is None:
         raise DataFileError(f"{plan.name}: Flickr-SoundNet media are not public (bring your own): pass "
-                            "--flickr-archive DIR|FILE.tar.gz holding frames/<id>.jpg, audio/<id>.wav|mp3"
+                            "--flickr-archive DIR|FILE.tar.gz holding frames/<id>.jpg and audio/<id>.wav|mp3 "
+                            "(or videos <id>.mp4)"
                             + (" and Annotations/<id>.xml" if plan.flickr_xml == "required" else ""))  # fmt: skip
     archive = FlickrArchive(archive_path)
     ids = sorted({cid for s in plan.splits for r in s.rows for cid in (r.video_id, r.audio_id)})
@@ -316,7 +328,7 @@ def _flickr_producer(plan: CatalogPlan, out: Path, *, workers: int, ffmpeg, arch
         flickr_boxes(path)  # a malformed XML fails here, before anything is written (spec §1.2)
     exe = find_ffmpeg(ffmpeg)
     variant = sha256_bytes(f"{ffmpeg_info(exe)['sha256']}|{plan.audio_window}".encode())[:16]
-    maker = FlickrBlobs(media=media, exe=exe, audio_window=plan.audio_window, xml=mode,
+    maker = FlickrBlobs(media=media, exe=exe, audio_window=plan.audio_window, xml=mode, timeout=cut_timeout,
                         cut_dir=str(out / "_cache" / "flickr-cuts" / variant), archive=str(archive.path))  # fmt: skip
     annotations: dict[str, Any] = {"_inputs": dict(archive.facts)}
     for split in plan.splits:
@@ -326,7 +338,7 @@ def _flickr_producer(plan: CatalogPlan, out: Path, *, workers: int, ffmpeg, arch
             extra.update({"flickr_xml.sha256": xml_digest(used), "flickr_xml.files": str(len(used))})
         annotations[split.split] = extra
     return annotations, {"make_blobs_batch": maker, "blob_batch_size": FLICKR_BATCH, "blob_executor": "thread",
-                         "workers": workers}  # fmt: skip
+                         "workers": workers, "cut_timeout": cut_timeout}  # fmt: skip
 
 
 def _merge_all(report: PrepareReport, samples_per_shard: int, allow_mixed_ffmpeg: bool) -> None:

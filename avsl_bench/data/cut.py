@@ -13,11 +13,13 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import AvslBenchError
 from ..files import sha256_bytes
 from .ffmpeg import (
-    BASE_ARGS, BITEXACT_ARGS, FLAC_ARGS, FfmpegTimeout, find_ffmpeg, flac_streaminfo, parse_input_info, run_ffmpeg,
+    BASE_ARGS, BITEXACT_ARGS, FLAC_ARGS, FfmpegRun, FfmpegTimeout, find_ffmpeg, flac_streaminfo, parse_input_info,
+    run_ffmpeg,
 )  # fmt: skip
 
 SAMPLE_RATE = 16000
@@ -26,7 +28,8 @@ CLIP_LENGTH = 10.0
 
 #: Failure reasons (the `error` column starts with one of them).
 CUT_REASONS = (
-    "no_video_stream", "no_audio_stream", "no_frame", "no_audio_samples", "timeout", "bad_output", "ffmpeg_error",
+    "no_video_stream", "no_audio_stream", "no_frame", "no_audio_samples", "no_duration", "timeout", "bad_output",
+    "ffmpeg_error",
 )  # fmt: skip
 
 
@@ -62,6 +65,41 @@ class CutResult:
     jpg_sha256: str
     flac_sha256: str
     elapsed_s: float = field(default=0.0, compare=False)
+
+
+def run_cut(
+    argv: list[str],
+    src: str | Path,
+    *,
+    timeout: float | None,
+    video: bool = True,
+    audio: bool = True,
+    frame_time: float | None = None,
+    check_exit: bool = True,
+) -> tuple[FfmpegRun, dict[str, Any]]:
+    """Run one ffmpeg cut of `src` and turn its failure into a `CutError`: (run, facts of input 0).
+
+    The one ladder of CUT_REASONS: `timeout` (the process group was killed), `ffmpeg_error` (input unreadable),
+    `no_video_stream` / `no_audio_stream` (where `video` / `audio` is needed), `no_frame` (`frame_time` given: the
+    frame went to stdout and nothing came, the media ending before it), then `ffmpeg_error` for any other non-zero
+    exit (unless `check_exit` is False, e.g. for a bare `ffmpeg -i` probe, which always exits non-zero).
+    """
+    try:
+        run = run_ffmpeg(argv, timeout=timeout)
+    except FfmpegTimeout as exc:
+        raise CutError("timeout", f"{Path(src).name}: {exc}") from None
+    info = parse_input_info(run.stderr, 0)
+    if info is None:
+        raise CutError("ffmpeg_error", run.last_line)
+    if video and not info["has_video"]:
+        raise CutError("no_video_stream", f"{Path(src).name} has no video stream")
+    if audio and not info["has_audio"]:
+        raise CutError("no_audio_stream", f"{Path(src).name} has no audio stream")
+    if frame_time is not None and not run.stdout and (run.returncode == 0 or _NO_FRAME.search(run.stderr)):
+        raise CutError("no_frame", f"no frame at >= {frame_time:g} s (duration {info['duration']})")
+    if check_exit and run.returncode != 0:
+        raise CutError("ffmpeg_error", run.last_line)
+    return run, info
 
 
 def audio_window_bounds(audio_window: float, frame_time: float = FRAME_TIME) -> tuple[float, float]:
@@ -124,22 +162,8 @@ def cut_clip(
         argv = cut_argv(
             exe, src, flac_path, start_offset=start_offset, frame_time=frame_time, audio_window=audio_window
         )
-        try:
-            run = run_ffmpeg(argv, timeout=timeout)
-        except FfmpegTimeout as exc:
-            raise CutError("timeout", str(exc)) from None
-        info = parse_input_info(run.stderr, 0)
-        if info is None:
-            raise CutError("ffmpeg_error", run.last_line)
-        if not info["has_video"]:
-            raise CutError("no_video_stream", f"{Path(src).name} has no video stream")
-        if not info["has_audio"]:
-            raise CutError("no_audio_stream", f"{Path(src).name} has no audio stream")
+        run, info = run_cut(argv, src, timeout=timeout, frame_time=frame_time)
         jpg = run.stdout
-        if not jpg and (run.returncode == 0 or _NO_FRAME.search(run.stderr)):
-            raise CutError("no_frame", f"no frame at >= {frame_time:g} s (duration {info['duration']})")
-        if run.returncode != 0:
-            raise CutError("ffmpeg_error", run.last_line)
         flac = flac_path.read_bytes() if flac_path.is_file() else b""
     width, height = _jpeg_size(jpg)
     samples = _flac_samples(flac)

@@ -1,14 +1,18 @@
 """Flickr-SoundNet media from the user's archive (bring your own; data spec §1.2, §2, §3).
 
 The archive is a directory or a tar(.gz) holding `frames/<id>.jpg`, `audio/<id>.wav|mp3` and, for the test set,
-`Annotations/<id>.xml` (any leading directories). Per sample:
+`Annotations/<id>.xml` (any leading directories), and/or videos `<id>.mp4` (any directory; training media).
+Per sample:
 
-* frame: the archive's JPEG, stored byte for byte (another image format is re-encoded: Pillow, quality 95);
-* audio: decoded once by ffmpeg to 16 kHz mono s16 (the §4 swr path), then the `window` seconds (10, or 3 for
-  training sets) centred on the midpoint of the decoded samples (all of it if shorter), encoded to FLAC by
-  `ffmpeg.encode_flac`. The recorded `audio.window` is clip-relative, the "clip" being the 10 s centred on the
-  media midpoint (so the protocol windows, centred on clip time 5.0 s, are centred on the midpoint);
-  `audio.media_window` gives the same span in media seconds;
+* frame: the archive's JPEG, stored byte for byte (another image format is re-encoded: Pillow, quality 95); an id
+  without `frames/<id>.*` but with `<id>.mp4` takes the frame at the media midpoint (spec §3, Flickr training):
+  the first frame at >= duration / 2, the duration read from the `ffmpeg -i` header (no ffprobe);
+* audio: `audio/<id>.*` is decoded once by ffmpeg to 16 kHz mono s16 (the §4 swr path), then the `window` seconds
+  (10, or 3 for training sets) centred on the midpoint of the decoded samples (all of it if shorter), encoded to
+  FLAC by `ffmpeg.encode_flac`; an id with only `<id>.mp4` has its audio cut by the same ffmpeg run as its frame:
+  the `window` seconds centred on the media midpoint (all of it if shorter). The recorded `audio.window` is
+  clip-relative, the "clip" being the 10 s centred on the media midpoint (so the protocol windows, centred on
+  clip time 5.0 s, are centred on the midpoint); `audio.media_window` gives the same span in media seconds;
 * boxes: `Annotations/<id>.xml` (or `--flickr-annotations DIR/<id>.xml`) → XML integers / 256 with `box_group`.
 
 An id whose frame, audio or (where boxes are needed) XML is absent is reported missing, never substituted: the
@@ -34,29 +38,39 @@ import numpy as np
 
 from ..errors import DataFileError
 from ..files import canonical_json, sha256_bytes, sha256_file, write_json_atomic
-from .cut import SAMPLE_RATE, CutError, CutResult
-from .ffmpeg import BASE_ARGS, FfmpegError, FfmpegTimeout, encode_flac, parse_input_info, run_ffmpeg
+from .cut import SAMPLE_RATE, CutError, CutResult, cut_clip, run_cut
+from .ffmpeg import BASE_ARGS, FfmpegError, encode_flac
 from .plan import PlanRow
-from .shards import SampleBlobs
+from .shards import HashingReader, SampleBlobs
 
-__all__ = ["FlickrArchive", "FlickrBlobs", "CentredAudio", "cut_centred_audio", "flickr_boxes", "xml_digest"]
+__all__ = [
+    "CentredAudio", "FlickrArchive", "FlickrBlobs", "MidpointCut", "cut_centred_audio", "cut_midpoint", "flickr_boxes",
+    "xml_digest",
+]  # fmt: skip
 
 NOMINAL_CLIP = 10.0
 _MEMBER = re.compile(r"(?:^|/)(frames|audio|Annotations|annotations)/([0-9]{9,11})\.([A-Za-z0-9]+)$")
+_VIDEO = re.compile(r"(?:^|/)([0-9]{9,11})\.(mp4)$", re.IGNORECASE)
 #: kind -> accepted extensions, preferred first
-_EXTENSIONS = {"frame": ("jpg", "jpeg", "png"), "audio": ("wav", "mp3"), "xml": ("xml",)}
+_EXTENSIONS = {"frame": ("jpg", "jpeg", "png"), "audio": ("wav", "mp3"), "xml": ("xml",), "video": ("mp4",)}
 _DIRS = {"frames": "frame", "audio": "audio", "annotations": "xml"}
+#: what an absent kind is reported as
+_EXPECTED = {"frame": "frames/{}.jpg (or {}.mp4)", "audio": "audio/{}.wav|mp3 (or {}.mp4)",
+             "xml": "Annotations/{}.xml", "video": "{}.mp4"}  # fmt: skip
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
-_STAGING_VERSION = 1
+_STAGING_VERSION = 2  # 2: videos are staged too
 
 
 def _member_kind(name: str) -> tuple[str, str, str] | None:
-    """(id, kind, ext) of an archive path such as `x/frames/123456789.jpg`, or None."""
-    match = _MEMBER.search(name.replace("\\", "/"))
-    if not match:
-        return None
-    kind, ext = _DIRS[match.group(1).lower()], match.group(3).lower()
-    return (match.group(2), kind, ext) if ext in _EXTENSIONS[kind] else None
+    """(id, kind, ext) of an archive path such as `x/frames/123456789.jpg` or `x/123456789.mp4`, or None."""
+    name = name.replace("\\", "/")
+    match = _MEMBER.search(name)
+    if match:
+        kind, ext = _DIRS[match.group(1).lower()], match.group(3).lower()
+        if ext in _EXTENSIONS[kind]:
+            return (match.group(2), kind, ext)
+    video = _VIDEO.search(name)
+    return (video.group(1), "video", video.group(2).lower()) if video else None
 
 
 def _pick(found: Mapping[str, str]) -> dict[str, dict[str, str]]:
@@ -138,7 +152,7 @@ class FlickrArchive:
         members: dict[str, str] = {}
         (staging / "media").mkdir(parents=True, exist_ok=True)
         with open(self.path, "rb") as raw:
-            reader = _HashingReader(raw)
+            reader = HashingReader(raw)
             try:
                 with tarfile.open(fileobj=reader, mode="r|*") as tar:  # type: ignore[call-overload]
                     for info in tar:
@@ -163,21 +177,6 @@ class FlickrArchive:
                  "members": members}  # fmt: skip
         write_json_atomic(staging / "index.json", index, indent=None)
         return index
-
-
-class _HashingReader:
-    """Read-only file wrapper that hashes everything read through it."""
-
-    def __init__(self, raw) -> None:
-        import hashlib
-
-        self._raw = raw
-        self.digest = hashlib.sha256()
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._raw.read(n)
-        self.digest.update(data)
-        return data
 
 
 def _read_json(path: Path) -> dict:
@@ -223,17 +222,7 @@ def cut_centred_audio(path: str | os.PathLike, *, window: float = NOMINAL_CLIP, 
     """Decode `path` to 16 kHz mono s16 and keep the `window` s centred on its midpoint; raise CutError."""
     argv = [exe, *BASE_ARGS, "-threads", "1", "-i", str(path), "-map", "0:a:0", "-vn", "-ac", "1",
             "-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le", "-f", "s16le", "-threads", "1", "pipe:1"]  # fmt: skip
-    try:
-        run = run_ffmpeg(argv, timeout=timeout)
-    except FfmpegTimeout as exc:
-        raise CutError("timeout", str(exc)) from None
-    info = parse_input_info(run.stderr, 0)
-    if info is None:
-        raise CutError("ffmpeg_error", run.last_line)
-    if not info["has_audio"]:
-        raise CutError("no_audio_stream", f"{Path(path).name} has no audio stream")
-    if run.returncode != 0:
-        raise CutError("ffmpeg_error", run.last_line)
+    run, _ = run_cut(argv, path, timeout=timeout, video=False)
     pcm = np.frombuffer(run.stdout[: len(run.stdout) // 2 * 2], dtype="<i2")
     n = int(pcm.size)
     if n == 0:
@@ -251,6 +240,46 @@ def cut_centred_audio(path: str | os.PathLike, *, window: float = NOMINAL_CLIP, 
         window=((start - origin) / SAMPLE_RATE, (start - origin + keep) / SAMPLE_RATE),
         media_window=(start / SAMPLE_RATE, (start + keep) / SAMPLE_RATE), media_samples=n,
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MidpointCut:
+    """The Flickr training cut of a video: the frame at the media midpoint and the audio centred on it."""
+
+    jpg: bytes = field(repr=False)
+    width: int
+    height: int
+    frame_time: float  # media seconds: duration / 2
+    duration: float  # of the container (`ffmpeg -i` header)
+    audio: CentredAudio
+
+
+def _window(value: float) -> float:
+    """A window bound in seconds, rounded to the microsecond (undoes float noise such as 3.4999999999999996)."""
+    return round(value, 6) + 0.0
+
+
+def cut_midpoint(path: str | os.PathLike, *, window: float = NOMINAL_CLIP, exe: str, timeout: float = 60.0,
+                 tmp_dir: str | os.PathLike | None = None) -> MidpointCut:  # fmt: skip
+    """Cut a video at its media midpoint (spec §3, Flickr training); raise CutError.
+
+    The duration comes from the `ffmpeg -i` header (no ffprobe); one `cut.cut_clip` run then takes the first frame
+    at >= duration / 2 and the `window` s of audio centred on it (all of it if the media is shorter).
+    """
+    probe = [exe, *BASE_ARGS, "-i", str(path)]
+    _, info = run_cut(probe, path, timeout=timeout, check_exit=False)  # `ffmpeg -i` alone always exits non-zero
+    duration = info["duration"]
+    if not duration or duration <= 0:
+        raise CutError("no_duration", f"{Path(path).name}: no duration in the container header")
+    mid = duration / 2.0
+    cut = cut_clip(path, frame_time=mid, audio_window=window, exe=exe, timeout=timeout, tmp_dir=tmp_dir)
+    origin = mid - NOMINAL_CLIP / 2.0  # clip start, in media seconds
+    start, length = cut.audio_window[0], cut.samples / SAMPLE_RATE
+    audio = CentredAudio(
+        flac=cut.flac, samples=cut.samples, window=(_window(start - origin), _window(start - origin + length)),
+        media_window=(_window(start), _window(start + length)), media_samples=int(round(duration * SAMPLE_RATE)),
+    )  # fmt: skip
+    return MidpointCut(jpg=cut.jpg, width=cut.width, height=cut.height, frame_time=mid, duration=duration, audio=audio)
 
 
 def _frame(path: str) -> tuple[bytes, int, int, str | None]:
@@ -277,9 +306,11 @@ def _frame(path: str) -> tuple[bytes, int, int, str | None]:
 class FlickrBlobs:
     """`make_blobs_batch` of the Flickr producer: rows -> SampleBlobs, or CutError for a row that fails.
 
-    `media` maps id -> {frame, audio, xml} paths; `xml` is `required` (boxes; an id without XML is missing),
-    or `none` (training media without boxes); `xml_dir` overrides the archive's XML. Audio cuts are cached in
-    `cut_dir` (`<id>.flac` + `<id>.json`), so a negative reuses the cut of its audio clip.
+    `media` maps id -> {frame, audio, xml, video} paths; `xml` is `required` (boxes; an id without XML is missing),
+    or `none` (training media without boxes); `xml_dir` overrides the archive's XML. An id's `frames/` and `audio/`
+    files are used where present, else its video (`cut_midpoint`). Cuts are cached in `cut_dir` (`<id>.flac` +
+    `<id>.json`; a video's as `<id>.mid.jpg|flac|json`), so a negative reuses the cut of its audio clip.
+    `timeout` bounds each ffmpeg run (seconds).
     """
 
     media: Mapping[str, Mapping[str, str]] = field(repr=False)
@@ -300,24 +331,37 @@ class FlickrBlobs:
         return out
 
     def _path(self, clip_id: str, kind: str) -> str:
-        path = self.media.get(clip_id, {}).get(kind)
+        """The archive file of one kind; a frame or audio file may be stood in for by the id's video."""
+        entry = self.media.get(clip_id, {})
+        path = entry.get(kind) or (entry.get("video") if kind in ("frame", "audio") else None)
         if path is None:
-            expected = {"frame": "frames/{}.jpg", "audio": "audio/{}.wav|mp3", "xml": "Annotations/{}.xml"}[kind]
-            raise CutError("missing", f"{expected.format(clip_id)} is not in {self.archive}")
+            expected = _EXPECTED[kind].format(clip_id, clip_id)
+            raise CutError("missing", f"{expected} is not in {self.archive}")
         return path
 
     def _one(self, row: PlanRow) -> SampleBlobs:
         frame_path = self._path(row.video_id, "frame")
         xml_path = self._path(row.video_id, "xml") if self.xml == "required" else None
         audio_path = self._path(row.audio_id, "audio")
-        jpg, width, height, converted = _frame(frame_path)
-        audio = self._audio(row.audio_id, audio_path)
+        if frame_path == self.media[row.video_id].get("video"):
+            cut = self._midpoint(row.video_id, frame_path)
+            jpg, width, height, frame_time = cut.jpg, cut.width, cut.height, NOMINAL_CLIP / 2.0
+            frame_facts = {"origin": "media midpoint", "media_t": cut.frame_time}
+        else:
+            jpg, width, height, converted = _frame(frame_path)
+            frame_time = None
+            frame_facts = {"origin": "archive" if converted is None else f"archive ({converted}, re-encoded)"}
+        if audio_path == self.media[row.audio_id].get("video"):
+            audio = self._midpoint(row.audio_id, audio_path).audio
+        else:
+            audio = self._audio(row.audio_id, audio_path)
         boxes, groups = flickr_boxes(xml_path) if xml_path else ([], [])
         if not row.negative:
             row = replace(row, boxes=tuple(tuple(b) for b in boxes))
         video_cut = CutResult(
-            jpg=jpg, flac=b"", width=width, height=height, samples=0, sample_rate=SAMPLE_RATE, frame_time=None,
-            audio_window=(0.0, 0.0), clip_duration=None, jpg_sha256=sha256_bytes(jpg), flac_sha256="",
+            jpg=jpg, flac=b"", width=width, height=height, samples=0, sample_rate=SAMPLE_RATE,
+            frame_time=frame_time, audio_window=(0.0, 0.0), clip_duration=None, jpg_sha256=sha256_bytes(jpg),
+            flac_sha256="",
         )  # type: ignore[arg-type]  # fmt: skip
         audio_cut = CutResult(
             jpg=b"", flac=audio.flac, width=0, height=0, samples=audio.samples, sample_rate=SAMPLE_RATE,
@@ -328,7 +372,7 @@ class FlickrBlobs:
 
         meta = sample_meta(row, video_cut, audio_cut)
         meta["source"] = {"kind": "flickr", "ytid": None, "start": None}
-        meta["frame"]["origin"] = "archive" if converted is None else f"archive ({converted}, re-encoded)"
+        meta["frame"].update(frame_facts)
         meta["audio"].update(media_window=list(audio.media_window), media_duration=audio.media_samples / SAMPLE_RATE)
         meta["clip_duration"] = audio.media_samples / SAMPLE_RATE
         has_boxes = xml_path is not None
@@ -340,22 +384,59 @@ class FlickrBlobs:
         return SampleBlobs(key=row.key, jpg=jpg, flac=audio.flac, meta=meta)
 
     def _audio(self, clip_id: str, path: str) -> CentredAudio:
-        cache = Path(self.cut_dir) if self.cut_dir else None
-        if cache is not None:
-            facts = _read_json(cache / f"{clip_id}.json")
-            flac_path = cache / f"{clip_id}.flac"
-            if facts and flac_path.is_file():
-                flac = flac_path.read_bytes()
-                if sha256_bytes(flac) == facts.get("flac_sha256"):
-                    return CentredAudio(flac, facts["samples"], tuple(facts["window"]), tuple(facts["media_window"]),
-                                        facts["media_samples"])  # fmt: skip
+        cached = self._cache_get(clip_id, ("flac",))
+        if cached is not None:
+            facts, blobs = cached
+            return CentredAudio(blobs["flac"], facts["samples"], tuple(facts["window"]), tuple(facts["media_window"]),
+                                facts["media_samples"])  # fmt: skip
         audio = cut_centred_audio(path, window=self.audio_window, exe=self.exe, timeout=self.timeout)
-        if cache is not None:
-            cache.mkdir(parents=True, exist_ok=True)
-            facts = {"samples": audio.samples, "window": list(audio.window), "media_window": list(audio.media_window),
-                     "media_samples": audio.media_samples, "flac_sha256": sha256_bytes(audio.flac)}  # fmt: skip
-            for suffix, data in ((".flac", audio.flac), (".json", canonical_json(facts).encode())):
-                tmp = cache / f".{clip_id}{suffix}.{threading.get_ident()}.tmp"
-                tmp.write_bytes(data)
-                os.replace(tmp, cache / f"{clip_id}{suffix}")
+        self._cache_put(clip_id, _audio_facts(audio), {"flac": audio.flac})
         return audio
+
+    def _midpoint(self, clip_id: str, path: str) -> MidpointCut:
+        name = f"{clip_id}.mid"
+        cached = self._cache_get(name, ("jpg", "flac"))
+        if cached is not None:
+            facts, blobs = cached
+            audio = CentredAudio(blobs["flac"], facts["samples"], tuple(facts["window"]),
+                                 tuple(facts["media_window"]), facts["media_samples"])  # fmt: skip
+            return MidpointCut(blobs["jpg"], facts["width"], facts["height"], facts["frame_time"], facts["duration"],
+                               audio)  # fmt: skip
+        cut = cut_midpoint(path, window=self.audio_window, exe=self.exe, timeout=self.timeout)
+        facts = {**_audio_facts(cut.audio), "width": cut.width, "height": cut.height, "frame_time": cut.frame_time,
+                 "duration": cut.duration}  # fmt: skip
+        self._cache_put(name, facts, {"jpg": cut.jpg, "flac": cut.audio.flac})
+        return cut
+
+    def _cache_get(self, name: str, suffixes: Sequence[str]) -> tuple[dict, dict[str, bytes]] | None:
+        """(facts, suffix -> bytes) of a cached cut whose blobs match their recorded sha256, else None."""
+        if not self.cut_dir:
+            return None
+        cache = Path(self.cut_dir)
+        facts = _read_json(cache / f"{name}.json")
+        blobs = {}
+        for suffix in suffixes:
+            try:
+                blobs[suffix] = (cache / f"{name}.{suffix}").read_bytes()
+            except OSError:
+                return None
+            if not facts or sha256_bytes(blobs[suffix]) != facts.get(f"{suffix}_sha256"):
+                return None
+        return facts, blobs
+
+    def _cache_put(self, name: str, facts: dict, blobs: Mapping[str, bytes]) -> None:
+        """Store blobs, then their facts (with each blob's sha256) last; no fsync: a torn entry is re-cut."""
+        if not self.cut_dir:
+            return
+        cache = Path(self.cut_dir)
+        cache.mkdir(parents=True, exist_ok=True)
+        facts = {**facts, **{f"{suffix}_sha256": sha256_bytes(data) for suffix, data in blobs.items()}}
+        for suffix, data in (*blobs.items(), ("json", canonical_json(facts).encode())):
+            tmp = cache / f".{name}.{suffix}.{threading.get_ident()}.tmp"
+            tmp.write_bytes(data)
+            os.replace(tmp, cache / f"{name}.{suffix}")
+
+
+def _audio_facts(audio: CentredAudio) -> dict:
+    return {"samples": audio.samples, "window": list(audio.window), "media_window": list(audio.media_window),
+            "media_samples": audio.media_samples}  # fmt: skip

@@ -177,6 +177,7 @@ def _manifest_json(parts, stats_list, manifest: pa.Table, ffmpeg_builds, allow_m
         "plan": first["plan"],
         "inputs": {"input_list_sha256": first["plan"]["input_sha256"], "annotations": annotations},
         "cut": _same([p.get("cut") for p in parts]),
+        "params": _same([p.get("params") for p in parts]),
         "n_expected": first["plan"]["n_rows"],
         "counts": counts,
         "missing": {"ids": missing, "sha256": sha256_bytes("".join(f"{k}\n" for k in missing).encode("utf-8"))},

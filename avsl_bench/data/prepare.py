@@ -1,6 +1,8 @@
 """The prepare engine: plan, then per shard (a) acquire clips, (b) cut them and commit the shard (spec §7-§9).
 
 Resumable (shards with a stats file are skipped, `.tmp` leftovers deleted) and partable (`num_parts`/`part`).
+With `retry_failed`, a committed shard whose failed rows include retryable ones (`retryable_failure`) is redone
+for those rows only: its other rows and their samples are kept as committed, and the shard is committed again.
 Acquisition runs ahead in a thread pool over all clips of the part; cutting runs per shard in a second pool
 of threads, each driving one ffmpeg process. Cuts are cached per clip id (`<cache>/cuts/<variant>/`), so a
 negative `<video>__neg__<audio>` copies the frame of its video clip and the audio of its audio clip.
@@ -21,19 +23,31 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ..errors import AvslBenchError, UsageError
-from ..files import canonical_json, sha256_bytes, write_json_atomic
+from ..errors import AvslBenchError, DataFileError, UsageError
+from ..files import canonical_json, fsync_dir, sha256_bytes, write_json_atomic
 from .cut import CLIP_LENGTH, FRAME_TIME, SAMPLE_RATE, CutError, CutResult, audio_window_bounds, cut_clip
 from .ffmpeg import ffmpeg_info, find_ffmpeg
 from .manifest import environment_versions, toolkit_info
 from .plan import DEFAULT_SAMPLES_PER_SHARD, Plan, PlanRow, clip_ref, make_plan, write_part_file
-from .shards import SampleBlobs, clean_leftovers, commit_shard, read_stats, shard_done
+from .shards import (
+    MANIFEST_SCHEMA, SampleBlobs, clean_leftovers, commit_shard, error_reason, read_shard_samples, read_stats,
+    shard_done, shard_paths,
+)  # fmt: skip
 from .sources.base import AcquireResult, Source, Status
 
-__all__ = ["PlanRow", "PrepareSummary", "AcquisitionAborted", "run_prepare", "sample_meta"]
+__all__ = [
+    "AcquisitionAborted", "PlanRow", "PrepareSummary", "RETRY_MODES", "retryable_failure", "run_prepare", "sample_meta",
+]  # fmt: skip
 
 #: Consecutive "bot check" failures after which a part stops (spec §7).
 BOT_CHECK_LIMIT = 20
+#: `retry_failed` values: `transient` redoes failures another run may cure, `all` every failed row.
+RETRY_MODES = ("transient", "all")
+DEFAULT_CUT_TIMEOUT = 60.0
+#: `failed_download` reasons a re-run would repeat: the source answered, and its answer does not change.
+_PERMANENT_DOWNLOAD_REASONS = frozenset({"no_format", "unsupported_url"})
+#: `failed_cut` reasons a re-run may not repeat; the others follow from the media.
+_TRANSIENT_CUT_REASONS = frozenset({"timeout"})
 
 MakeBlobs = Callable[[PlanRow], SampleBlobs]
 MakeBlobsBatch = Callable[[Sequence[PlanRow]], Sequence[SampleBlobs]]
@@ -41,6 +55,33 @@ MakeBlobsBatch = Callable[[Sequence[PlanRow]], Sequence[SampleBlobs]]
 
 class AcquisitionAborted(AvslBenchError):
     """Acquisition was stopped (e.g. 20 consecutive bot checks); re-running the part resumes it."""
+
+
+def retryable_failure(status: str, error: str | None, mode: str = "transient") -> bool:
+    """Whether `retry_failed=mode` redoes a manifest row recorded with `status` and `error` ("<reason>: ...").
+
+    `transient`: `failed_download` (connection, DNS, 429/5xx, timeout, bot check, corrupt or crashed download;
+    not `no_format` / `unsupported_url`) and `failed_cut` timeouts. `unavailable` (private, removed, terminated,
+    403/404/410, not in the mirror, missing from the archive) and the other cut failures are permanent: only
+    `all` redoes them.
+
+    >>> retryable_failure("failed_download", "read_timeout: timed out"), retryable_failure("unavailable", "private: x")
+    (True, False)
+    >>> retryable_failure("unavailable", "private: x", "all"), retryable_failure("success", None, "all")
+    (True, False)
+    """
+    if mode not in RETRY_MODES:
+        raise UsageError(f"--retry-failed must be one of {', '.join(RETRY_MODES)}, got {mode!r}")
+    if status == Status.SUCCESS.value:
+        return False
+    if mode == "all":
+        return True
+    reason = error_reason(error)
+    if status == Status.FAILED_DOWNLOAD.value:
+        return reason not in _PERMANENT_DOWNLOAD_REASONS
+    if status == Status.FAILED_CUT.value:
+        return reason in _TRANSIENT_CUT_REASONS
+    return False
 
 
 @dataclass
@@ -57,6 +98,7 @@ class PrepareSummary:
     counts: dict[str, int] = field(default_factory=lambda: {s.value: 0 for s in Status})
     errors: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    retried: dict[int, int] = field(default_factory=dict)  # shard -> failed rows redone (`retry_failed`)
 
     def add_stats(self, stats: Mapping[str, Any]) -> None:
         for status, n in stats.get("counts", {}).items():
@@ -69,6 +111,8 @@ class PrepareSummary:
         from rich.table import Table
 
         title = f"part {self.part} of {self.num_parts}: {len(self.written)} shards written, {len(self.skipped)} skipped"
+        if self.retried:
+            title += f", {sum(self.retried.values())} failed rows retried"
         table = Table(title=title)
         table.add_column("status")
         table.add_column("rows", justify="right")
@@ -208,17 +252,34 @@ class _Run:
     full_length: bool = False
     frame_time: float = FRAME_TIME
     audio_window: float = CLIP_LENGTH
-    cut_timeout: float = 60.0
+    cut_timeout: float = DEFAULT_CUT_TIMEOUT
     cut_tmp: Path | None = None
     # blob mode
     make_blobs_batch: MakeBlobsBatch | None = None
     blob_batch_size: int = 1
     blob_executor: str = "thread"
+    # retry_failed: committed shard -> keys of its rows to redo
+    redo: dict[int, frozenset[str]] = field(default_factory=dict)
 
     def shard_rows(self, shard: int) -> list[PlanRow]:
         return [self.rows[i] for i in self.plan.shard_range(shard)]
 
+    def work_rows(self, shard: int) -> list[PlanRow]:
+        """The rows of a pending shard to produce now: all of them, or those retried in a committed shard."""
+        rows = self.shard_rows(shard)
+        return rows if shard not in self.redo else [r for r in rows if r.key in self.redo[shard]]
+
     def commit(self, shard: int, samples: list[SampleBlobs], manifest_rows: list[dict], durations: dict) -> None:
+        if shard in self.redo:  # add what is kept of the committed shard, which stops counting as done first
+            paths = shard_paths(self.split_dir, shard)
+            kept_rows = [r for r in _read_shard_rows(self.split_dir, shard) if r["key"] not in self.redo[shard]]
+            expected = read_stats(self.split_dir, shard)["tar_sha256"]
+            success = any(r["status"] == Status.SUCCESS.value for r in kept_rows)
+            kept = read_shard_samples(paths.tar, expected) if success else []
+            paths.stats.unlink()
+            fsync_dir(self.split_dir)
+            samples, manifest_rows = [*kept, *samples], [*kept_rows, *manifest_rows]
+            self.summary.retried[shard] = len(self.redo[shard])
         extra = {**self.shard_stats, "durations": durations}
         stats = commit_shard(self.split_dir, shard, samples, manifest_rows, extra)
         self.summary.written.append(shard)
@@ -245,7 +306,8 @@ def run_prepare(
     ffmpeg: str | None = None,
     frame_time: float = FRAME_TIME,
     audio_window: float = CLIP_LENGTH,
-    cut_timeout: float = 60.0,
+    cut_timeout: float | None = None,
+    retry_failed: str | None = None,
     cache_cuts: bool = True,
     input_sha256: str | None = None,
     annotations: Mapping[str, str] | None = None,
@@ -262,6 +324,11 @@ def run_prepare(
     A source with `needs_start_offset` (or `layout == "full"`) serves whole videos: the clip start is added to
     both seeks. A source with `acquire_many` (mirror) is called once with every clip of the part.
     `input_sha256` (digest of the input list) and `annotations` (name -> sha256) are recorded for the manifest.
+    `cut_timeout` (seconds, default 60 in source mode) bounds each ffmpeg cut; a blob producer applies its own,
+    and passes it here to be recorded. It goes to the part file, hence `manifest.json` (`params.cut_timeout_s`),
+    to every shard's stats and to the run record.
+    `retry_failed` (`transient` | `all`, see `retryable_failure`) redoes the matching failed rows of committed
+    shards; without it a committed shard is skipped whatever its failures.
     """
     if sum(x is not None for x in (source, make_blobs, make_blobs_batch)) != 1:
         raise UsageError("run_prepare needs exactly one of `source`, `make_blobs` and `make_blobs_batch`")
@@ -270,6 +337,13 @@ def run_prepare(
                          f"{blob_executor!r}")
     if not rows:
         raise UsageError("no input rows to prepare")
+    if retry_failed is not None and retry_failed not in RETRY_MODES:
+        raise UsageError(f"--retry-failed must be one of {', '.join(RETRY_MODES)}, got {retry_failed!r}")
+    if cut_timeout is not None and not cut_timeout > 0:
+        raise UsageError(f"--cut-timeout must be > 0 seconds, got {cut_timeout:g}")
+    if cut_timeout is None and source is not None:
+        cut_timeout = DEFAULT_CUT_TIMEOUT
+    params = {"cut_timeout_s": cut_timeout}
     audio_window_bounds(audio_window, frame_time)  # validates
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     ident = _identity(rows)
@@ -289,29 +363,35 @@ def run_prepare(
     write_part_file(split_path, plan, part=part, num_parts=num_parts, extra={
         **ident, "toolkit": toolkit_info(), "versions": environment_versions(), "ffmpeg": ffmpeg_build,
         "annotations": dict(sorted((annotations or {}).items())), "cut": cut_facts if source is not None else None,
-        "source": getattr(source, "name", None) if source is not None else "make_blobs",
+        "source": getattr(source, "name", None) if source is not None else "make_blobs", "params": params,
     })  # fmt: skip
 
     summary = PrepareSummary(split_path, part, num_parts, plan.plan_hash, shards)
-    pending = []
+    pending, redo = [], {}
     for s in shards:
-        if shard_done(split_path, s):
+        if not shard_done(split_path, s):
+            pending.append(s)
+            continue
+        retry = _rows_to_retry(split_path, s, plan.plan_hash, retry_failed) if retry_failed else frozenset()
+        if retry:
+            redo[s] = retry
+            pending.append(s)
+        else:
             summary.skipped.append(s)
             summary.add_stats(read_stats(split_path, s))
-        else:
-            pending.append(s)
-    shard_stats = {"plan_hash": plan.plan_hash, "part": part, "num_parts": num_parts, "ffmpeg": ffmpeg_build, **ident}
+    shard_stats = {"plan_hash": plan.plan_hash, "part": part, "num_parts": num_parts, "ffmpeg": ffmpeg_build,
+                   "params": params, **ident}  # fmt: skip
     variant = sha256_bytes(canonical_json({**cut_facts, "ffmpeg": info["sha256"]}).encode())[:16]
 
     with _Progress(progress, console) as bars:
         bars.add("shards", len(shards), completed=len(summary.skipped))
-        run = _Run(plan, ordered, pending, split_path, shard_stats, summary, bars, exe, max(1, workers))
+        run = _Run(plan, ordered, pending, split_path, shard_stats, summary, bars, exe, max(1, workers), redo=redo)
         if source is not None:
             run.source, run.clips_dir = source, cache_root / "clips"
             run.cut_cache = _CutCache(cache_root / "cuts" / variant if cache_cuts else None)
             run.cut_workers = max(1, cut_workers or os.cpu_count() or 1)
             run.full_length, run.frame_time, run.audio_window = full_length, frame_time, audio_window
-            run.cut_timeout = cut_timeout
+            run.cut_timeout = float(cut_timeout)
             # private to this split and part; whatever a killed run left there is removed here
             run.cut_tmp = cache_root / "tmp" / f"{ident['benchmark']}-{ident['split']}-part-{part}-of-{num_parts}"
             shutil.rmtree(run.cut_tmp, ignore_errors=True)
@@ -327,8 +407,36 @@ def run_prepare(
             _run_blobs(run)
 
     summary.elapsed_s = time.perf_counter() - t0
-    _write_run_record(split_path, summary, started)
+    _write_run_record(split_path, summary, started, {**params, "retry_failed": retry_failed})
     return summary
+
+
+def _read_shard_rows(split_path: Path, shard: int) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(shard_paths(split_path, shard).parquet, schema=MANIFEST_SCHEMA).to_pylist()
+
+
+def _rows_to_retry(split_path: Path, shard: int, plan_hash: str, mode: str) -> frozenset[str]:
+    """Keys of a committed shard's rows that `retry_failed=mode` redoes (empty: the shard stays as it is).
+
+    A shard written under another plan is left alone (`merge` reports it); one whose parquet or tar is missing
+    or unreadable is an error, as a shard is never half-committed.
+    """
+    import pyarrow as pa
+
+    paths = shard_paths(split_path, shard)
+    try:
+        stats = read_stats(split_path, shard)
+        if stats.get("plan_hash") != plan_hash:
+            return frozenset()
+        rows = _read_shard_rows(split_path, shard)
+        if not paths.tar.is_file() or paths.tar.stat().st_size != stats.get("tar_bytes"):
+            raise OSError(f"{paths.tar.name} is missing or not the size its stats recorded")
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise DataFileError(f"{paths.stats}: committed shard is damaged ({exc}); delete this file to redo the "
+                            "shard") from None  # fmt: skip
+    return frozenset(r["key"] for r in rows if retryable_failure(r["status"], r["error"], mode))
 
 
 def _identity(rows: Sequence[PlanRow]) -> dict[str, str]:
@@ -427,7 +535,7 @@ class _Acquirer:
 
 def _run_source(run: _Run) -> None:
     """Source mode: acquisition of every pending clip runs ahead; cutting and commit go shard by shard."""
-    clip_ids = list(dict.fromkeys(cid for s in run.pending for row in run.shard_rows(s) for cid in row.clip_ids()))
+    clip_ids = list(dict.fromkeys(cid for s in run.pending for row in run.work_rows(s) for cid in row.clip_ids()))
     run.bars.add("acquire", len(clip_ids))
     run.bars.add("cut", len(clip_ids))
     acquirer = _Acquirer(run.source, clip_ids, run.clips_dir, run.workers, run.bars)
@@ -435,7 +543,7 @@ def _run_source(run: _Run) -> None:
     try:
         for s in run.pending:
             t_shard = time.perf_counter()
-            rows = run.shard_rows(s)
+            rows = run.work_rows(s)
             needed = list(dict.fromkeys(cid for r in rows for cid in r.clip_ids()))
             acquired = {cid: acquirer.result(cid) for cid in needed}
             t_cut = time.perf_counter()
@@ -522,13 +630,13 @@ def _role_error(error: str, role: str, clip_id: str) -> str:
 def _run_blobs(run: _Run) -> None:
     """Blob mode (synthetic, Flickr archives): rows -> SampleBlobs in batches; a CutError means failed_cut
     (reason `missing`: unavailable)."""
-    run.bars.add("samples", sum(len(run.plan.shard_range(s)) for s in run.pending))
+    run.bars.add("samples", sum(len(run.work_rows(s)) for s in run.pending))
     pool_cls = ProcessPoolExecutor if run.blob_executor == "process" else ThreadPoolExecutor
     size = run.blob_batch_size
     with pool_cls(run.workers) as pool:
         for s in run.pending:
             t_shard = time.perf_counter()
-            rows = run.shard_rows(s)
+            rows = run.work_rows(s)
             chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
             futures = [pool.submit(_call_batch, run.make_blobs_batch, chunk) for chunk in chunks]
             results = []
@@ -574,13 +682,14 @@ def _call_batch(make_blobs_batch: MakeBlobsBatch, rows: Sequence[PlanRow]) -> li
 # --------------------------------------------------------------------------- records, progress
 
 
-def _write_run_record(split_path: Path, summary: PrepareSummary, started: datetime) -> None:
+def _write_run_record(split_path: Path, summary: PrepareSummary, started: datetime, params: dict) -> None:
     """Timestamps and host go to `_runs/` (never into shards or the manifest)."""
     record = {
         "part": summary.part, "num_parts": summary.num_parts, "plan_hash": summary.plan_hash,
         "host": socket.gethostname(), "pid": os.getpid(), "python": platform.python_version(),
         "started": started.isoformat(), "finished": datetime.now(timezone.utc).isoformat(),
         "elapsed_s": summary.elapsed_s, "written": summary.written, "skipped": summary.skipped,
+        "retried": {f"{s:06d}": n for s, n in sorted(summary.retried.items())}, "params": params,
         "counts": summary.counts, "errors": summary.errors,
     }  # fmt: skip
     stamp = started.strftime("%Y%m%dT%H%M%S%fZ")

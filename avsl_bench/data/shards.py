@@ -147,6 +147,49 @@ class _HashingWriter(io.RawIOBase):
         return view.nbytes
 
 
+class HashingReader:
+    """A read-only file wrapper that hashes (sha256) everything read through it."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.digest = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        self.digest.update(data)
+        return data
+
+
+def read_shard_samples(tar_path: str | os.PathLike, expected_sha256: str | None = None) -> list[SampleBlobs]:
+    """The samples of a committed shard tar (one streaming read); DataFileError when it is not a shard or its
+    sha256 differs from `expected_sha256` (the digest its stats recorded)."""
+    import json
+
+    from ..errors import DataFileError
+
+    path = Path(tar_path)
+    members: dict[str, dict[str, bytes]] = {}
+    try:
+        with open(path, "rb") as raw:
+            reader = HashingReader(raw)
+            with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
+                for info in tar:
+                    key, _, ext = info.name.partition(".")
+                    handle = tar.extractfile(info)
+                    if handle is None or ext not in MEMBER_EXTENSIONS:
+                        raise DataFileError(f"{path}: member {info.name!r} is not a sample file")
+                    members.setdefault(key, {})[ext] = handle.read()
+            while reader.read(1 << 20):
+                pass
+        if expected_sha256 is not None and reader.digest.hexdigest() != expected_sha256:
+            raise DataFileError(f"{path}: sha256 {reader.digest.hexdigest()} differs from its stats "
+                                f"({expected_sha256}): modified since its commit; delete its _stats.json to redo it")
+        return [SampleBlobs(key=key, jpg=m["jpg"], flac=m["flac"], meta=json.loads(m["json"]))
+                for key, m in members.items()]  # fmt: skip
+    except (OSError, tarfile.TarError, KeyError, ValueError) as exc:
+        raise DataFileError(f"{path}: unreadable shard: {type(exc).__name__}: {exc}") from None
+
+
 # --------------------------------------------------------------------------- shard files
 
 
@@ -204,7 +247,8 @@ def rows_to_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(full, schema=MANIFEST_SCHEMA)
 
 
-def _error_reason(error: str | None) -> str:
+def error_reason(error: str | None) -> str:
+    """The classified reason of a manifest `error` ("<reason>: <message>"); `unknown` when there is none."""
     return (error or "unknown").split(":", 1)[0].strip() or "unknown"
 
 
@@ -260,7 +304,7 @@ def commit_shard(
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
         if row["status"] != Status.SUCCESS.value:
-            errors[f"{row['status']}:{_error_reason(row.get('error'))}"] += 1
+            errors[f"{row['status']}:{error_reason(row.get('error'))}"] += 1
     extra = dict(stats or {})
     durations = dict(extra.pop("durations", None) or {})
     durations["commit_s"] = round(time.perf_counter() - t0, 6)

@@ -19,6 +19,7 @@ from avsl_bench.benchmarks.gt import write_flickr_xml
 from avsl_bench.benchmarks.normalize import VGGSS_NORMALIZED_SHA256, VGGSS_RAW_SHA256
 from avsl_bench.data.catalog import catalog_names, plan_benchmark
 from avsl_bench.data.commands import prepare_benchmark
+from avsl_bench.data.cut import CutError
 from avsl_bench.data.flickr import FlickrArchive, cut_centred_audio
 from avsl_bench.data.manifest import MergeError
 from avsl_bench.data.plan import make_plan
@@ -205,6 +206,74 @@ def test_prepare_flickr_training_set_three_second_window(tmp_path, upstream):
         metas = [json.loads(tar.extractfile(m).read()) for m in tar if m.name.endswith(".json")]
     assert [m["audio"]["window"] for m in metas] == [[3.5, 6.5]] * 2
     assert all(m["boxes"] == [] and m["gt_rule"] is None and m["split"] == "train" for m in metas)
+
+
+def test_cut_midpoint_frame_and_centred_audio(media, ffmpeg_exe):
+    from avsl_bench.data.flickr import cut_midpoint
+
+    from .conftest import frame_index
+
+    ten = cut_midpoint(media["idx25"], exe=ffmpeg_exe)  # 10.0 s: midpoint 5.0 s = frame 125 at 25 fps
+    assert (ten.duration, ten.frame_time, frame_index(ten.jpg), (ten.width, ten.height)) == (10.0, 5.0, 125, (160, 96))
+    assert (ten.audio.samples, ten.audio.window, ten.audio.media_window) == (160000, (0.0, 10.0), (0.0, 10.0))
+    three = cut_midpoint(media["idx25"], window=3.0, exe=ffmpeg_exe)
+    assert (three.audio.samples, three.audio.window, three.audio.media_window) == (48000, (3.5, 6.5), (3.5, 6.5))
+    assert three.jpg == ten.jpg
+    ntsc = cut_midpoint(media["idx2997"], exe=ffmpeg_exe)  # 8.01 s: first frame at >= 4.005 s is 121 (4.037 s)
+    assert (ntsc.frame_time, frame_index(ntsc.jpg)) == (4.005, 121)
+    assert ntsc.audio.media_window == (0.0, 8.0) and ntsc.audio.samples == 128000  # shorter than 10 s: all of it
+    short = cut_midpoint(media["short"], exe=ffmpeg_exe)
+    assert (frame_index(short.jpg), short.audio.window, short.audio.media_window) == (50, (3.0, 7.0), (0.0, 4.0))
+    for name, reason in (("video_only", "no_audio_stream"), ("not_media", "ffmpeg_error")):
+        with pytest.raises(CutError) as info:
+            cut_midpoint(media[name], exe=ffmpeg_exe)
+        assert info.value.reason == reason
+    with pytest.raises(CutError, match="^timeout: idx25.mp4: ffmpeg exceeded"):
+        cut_midpoint(media["idx25"], exe=ffmpeg_exe, timeout=1e-4)
+
+
+def test_flickr_archive_finds_videos_in_directories_and_tars(tmp_path, media):
+    ids = ["1234567890", "2234567890", "3234567890"]
+    tree = tmp_path / "tree"
+    _flickr_tree(tree / "Data", ids[:1], xml=False)  # id 0: frames/ + audio/ (and a video, not used for them)
+    (tree / "videos" / "sub").mkdir(parents=True)
+    for i, name in ((ids[0], "idx25"), (ids[1], "short")):
+        (tree / "videos" / "sub" / f"{i}.mp4").write_bytes(media[name].read_bytes())
+    (tree / "videos" / "123.mp4").write_bytes(b"not a Flickr id")
+    media_dir = FlickrArchive(tree).media(ids, tmp_path / "staging")
+    assert {i: sorted(kinds) for i, kinds in media_dir.items()} == {ids[0]: ["audio", "frame", "video"],
+                                                                    ids[1]: ["video"]}  # fmt: skip
+    archive = tmp_path / "f.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(tree, arcname="Flickr")
+    staged = FlickrArchive(archive).media(ids, tmp_path / "staging")
+    assert Path(staged[ids[1]]["video"]).read_bytes() == media["short"].read_bytes()
+
+
+def test_prepare_flickr_training_set_from_videos(tmp_path, upstream, media, ffmpeg_exe):
+    from .conftest import frame_index
+
+    ids = [r.key for r in plan_benchmark("flickr-10k-noleak", limit=3).splits[0].rows]
+    (tmp_path / "media").mkdir()
+    for i, name in zip(ids, ("idx25", "idx2997")):  # the third id has no media: missing
+        (tmp_path / "media" / f"{i}.mp4").write_bytes(media[name].read_bytes())
+    report = prepare_benchmark("flickr-10k-noleak", tmp_path / "out", limit=3, flickr_archive=tmp_path / "media",
+                               cut_timeout=30, progress=False)  # fmt: skip
+    (split,) = report.splits
+    assert (split.counts["success"], split.counts["unavailable"]) == (2, 1)
+    assert split.manifest["params"] == {"cut_timeout_s": 30}
+    rows = {r["key"]: r for r in pq.read_table(split.split_dir / "manifest.parquet").to_pylist()}
+    assert rows[ids[2]]["error"] == f"missing: frames/{ids[2]}.jpg (or {ids[2]}.mp4) is not in {tmp_path / 'media'}"
+    with tarfile.open(split.split_dir / "000000.tar") as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar}
+    first, second = (json.loads(members[f"{i}.json"]) for i in ids[:2])
+    assert frame_index(members[f"{ids[0]}.jpg"]) == 125 and frame_index(members[f"{ids[1]}.jpg"]) == 121
+    assert first["frame"] | {"sha256": None} == {"t": 5.0, "media_t": 5.0, "origin": "media midpoint", "width": 160,
+                                                 "height": 96, "sha256": None}  # fmt: skip
+    assert (first["audio"]["window"], first["audio"]["samples"], first["clip_duration"]) == ([0.0, 10.0], 160000, 10.0)
+    assert second["audio"]["window"] == [0.995, 8.995] and second["audio"]["media_window"] == [0.0, 8.0]
+    pcm, rate = sf.read(io.BytesIO(members[f"{ids[0]}.flac"]), dtype="int16")
+    assert rate == 16000 and pcm.shape == (160000,)
 
 
 def test_prepare_flickr_sup_train_takes_boxes_from_an_xml_dir(tmp_path, upstream):

@@ -9,7 +9,9 @@ import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -213,3 +215,100 @@ def test_full_length_layout_adds_start(media, tmp_path):
 def test_no_temp_dirs_left_in_cache(reference):
     out = reference[0]
     assert not (out / "_cache" / "tmp").exists() or not any((out / "_cache" / "tmp").iterdir())
+
+
+# ------------------------------------------------------------------------------------------------ --retry-failed
+
+
+class _FlakySource(LocalSource):
+    """A LocalSource whose `flaky` clips fail once (connection reset); counts acquisitions per clip."""
+
+    def __init__(self, media: dict[str, str], flaky: set[str]) -> None:
+        super().__init__(media)
+        self.flaky, self.calls, self._lock = set(flaky), Counter(), threading.Lock()
+
+    def acquire(self, clip, cache_dir):
+        with self._lock:
+            self.calls[clip.clip_id] += 1
+            flaky = clip.clip_id in self.flaky
+            self.flaky.discard(clip.clip_id)
+        if flaky:
+            return AcquireResult(Status.FAILED_DOWNLOAD, None, "connection_reset: [Errno 104] Connection reset", 4)
+        return super().acquire(clip, cache_dir)
+
+
+def _prepare_with(out: Path, rows, source, **kw):
+    return run_prepare(_plan_rows(rows), out_dir=out, split_dir=out / "split", source=source, workers=2,
+                       cut_workers=2, samples_per_shard=SPS, progress=False, **kw)  # fmt: skip
+
+
+def _same_shards(split: Path, ref_split: Path) -> None:
+    for s in range(8):
+        for mine, theirs in zip(shard_paths(split, s)[:2], shard_paths(ref_split, s)[:2]):
+            assert mine.read_bytes() == theirs.read_bytes(), mine.name
+
+
+def test_retry_failed_redoes_transient_failures_only(reference, tmp_path):
+    ref_out, rows, mapping, _ = reference
+    out, split = tmp_path / "out", tmp_path / "out" / "split"
+    source = _FlakySource(mapping, {_vid(0), _vid(2)})  # also the audio clips of negatives 4__neg__0, 1__neg__2
+    first = _prepare_with(out, rows, source)
+    assert first.counts == {"success": 8, "unavailable": 2, "failed_download": 4, "failed_cut": 1}
+    failed_shards = sorted({r["shard"] for s in range(8) for r in pq.read_table(shard_paths(split, s).parquet)
+                            .to_pylist() if r["status"] == "failed_download"})  # fmt: skip
+
+    again = _prepare_with(out, rows, source)  # a plain re-run skips every committed shard, failures and all
+    assert (again.written, again.skipped, again.counts) == ([], list(range(8)), first.counts)
+    calls = dict(source.calls)
+
+    retried = _prepare_with(out, rows, source, retry_failed="transient")
+    assert retried.written == failed_shards and sum(retried.retried.values()) == 4
+    assert retried.counts == {"success": 12, "unavailable": 2, "failed_download": 0, "failed_cut": 1}
+    delta = {c: n - calls.get(c, 0) for c, n in source.calls.items() if n != calls.get(c, 0)}
+    assert delta == {_vid(0): 1, _vid(1): 1, _vid(2): 1, _vid(4): 1}  # not unavailable 10 nor failed cut 11
+    _same_shards(split, ref_out / "split")  # kept rows and samples are committed again byte for byte
+    assert merge(split) == merge(ref_out / "split")
+
+    calls = dict(source.calls)
+    everything = _prepare_with(out, rows, source, retry_failed="all")  # permanent failures too: same outcome
+    delta = {c: n - calls.get(c, 0) for c, n in source.calls.items() if n != calls.get(c, 0)}
+    assert delta == {_vid(3): 1, _vid(10): 1, _vid(11): 1} and sum(everything.retried.values()) == 3
+    assert everything.counts == retried.counts
+    _same_shards(split, ref_out / "split")
+    record = json.loads(sorted((split / "_runs").glob("*.json"))[-1].read_text())
+    assert record["params"] == {"cut_timeout_s": 60.0, "retry_failed": "all"} and sum(record["retried"].values()) == 3
+
+
+def test_cut_timeout_is_recorded_and_its_failures_are_retried(media, tmp_path):
+    rows, mapping = _rows_and_media(media)
+    out, split = tmp_path / "out", tmp_path / "out" / "split"
+    first = _run_inprocess(out, rows[:3], mapping, cut_timeout=1e-4)
+    assert first.counts["failed_cut"] == 3
+    table = pq.read_table(shard_paths(split, 0).parquet).to_pylist()
+    assert {r["error"].split(":")[0] for r in table} == {"timeout"}
+    assert json.loads(shard_paths(split, 0).stats.read_text())["params"] == {"cut_timeout_s": 1e-4}
+    assert merge(split)["params"] == {"cut_timeout_s": 1e-4}
+
+    second = _run_inprocess(out, rows[:3], mapping, retry_failed="transient", cut_timeout=30)
+    assert second.counts["success"] == 3 and sorted(second.retried) == second.written == [0, 1]
+    assert json.loads(shard_paths(split, 1).stats.read_text())["params"] == {"cut_timeout_s": 30}
+    assert merge(split)["params"] == {"cut_timeout_s": 30}
+
+
+def test_retry_failed_refuses_a_modified_shard_and_bad_options(reference, tmp_path):
+    from avsl_bench.errors import DataFileError, UsageError
+
+    _, rows, mapping, _ = reference
+    out, split = tmp_path / "out", tmp_path / "out" / "split"
+    _prepare_with(out, rows[:4], _FlakySource(mapping, {_vid(1)}))  # shard 0: vid 0 fine, vid 1 failed
+    tar = shard_paths(split, 0).tar
+    tar.write_bytes(tar.read_bytes()[:-1] + b"\x01")  # same size, other bytes
+    with pytest.raises(DataFileError, match="000000.tar: sha256 .* modified since its commit"):
+        _prepare_with(out, rows[:4], LocalSource(mapping), retry_failed="transient")
+    tar.unlink()
+    with pytest.raises(DataFileError, match="000000_stats.json: committed shard is damaged"):
+        _prepare_with(out, rows[:4], LocalSource(mapping), retry_failed="transient")
+    with pytest.raises(UsageError, match="--retry-failed"):
+        _prepare_with(out, rows[:4], LocalSource(mapping), retry_failed="some")
+    with pytest.raises(UsageError, match="--cut-timeout"):
+        _prepare_with(out, rows[:4], LocalSource(mapping), cut_timeout=0)

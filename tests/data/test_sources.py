@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -232,18 +233,29 @@ def test_youtube_timeout_kills_ffmpeg_grandchild(src_youtube, src_server, src_me
     _assert_cache(src_cache)
 
 
+@contextlib.contextmanager
+def _worker_process(stderr=subprocess.DEVNULL):
+    """The download child run by hand (as the parent runs it); its group is killed if still alive at the end."""
+    proc = subprocess.Popen([sys.executable, "-m", "avsl_bench.data.sources.youtube"], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc")
-def test_worker_kills_its_group_when_parent_goes_away(src_server, src_media, src_ffmpeg, tmp_path):
+def test_worker_kills_its_group_when_parent_goes_away(src_server, src_media, src_ffmpeg, tmp_path, src_scratch_root):
     src_server.stall("/orphanclip.mp4", src_media, after=60_000)
     request = {
         "url": f"{src_server.base_url}/orphanclip.mp4", "start": 1, "end": 11,
         "outprefix": str(tmp_path / ".orphanclip.test.part"), "result": str(tmp_path / "result.json"),
         "ffmpeg": src_ffmpeg, "cookies": None, "proxy": None, "socket_timeout": 30,
     }
-    proc = subprocess.Popen([sys.executable, "-m", "avsl_bench.data.sources.youtube"], stdin=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
+    with _worker_process() as proc:
         proc.stdin.write(json.dumps(request).encode() + b"\n")
         proc.stdin.flush()
         deadline = time.monotonic() + 30
@@ -256,10 +268,7 @@ def test_worker_kills_its_group_when_parent_goes_away(src_server, src_media, src
         while _processes_mentioning("orphanclip") and time.monotonic() < deadline:
             time.sleep(0.1)
         assert _processes_mentioning("orphanclip") == []
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    assert list(src_scratch_root.iterdir()) == []  # the scratch directory the child made went with it
 
 
 def test_youtube_corrupt_media_is_failed_download(src_youtube, src_server, src_cache):
@@ -267,7 +276,88 @@ def test_youtube_corrupt_media_is_failed_download(src_youtube, src_server, src_c
     result = src_youtube().acquire(_clip("corruptclip", 1), src_cache)
     assert result.status is Status.FAILED_DOWNLOAD
     assert result.error.startswith("corrupt: ") and result.attempts == 1
+    # the recorded line is ffmpeg's reason, never the worker's exit code or an interpreter dump
+    assert re.search(r"invalid data found|moov atom not found", result.error, re.IGNORECASE), result.error
     _assert_cache(src_cache)
+
+
+@pytest.fixture()
+def src_scratch_root(tmp_path, monkeypatch) -> Path:
+    """A private temp directory for this process and its download children (other workers share /tmp)."""
+    import tempfile
+
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setenv("TMPDIR", str(root))
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    return root
+
+
+def test_youtube_scratch_dirs_are_removed_on_every_path(src_youtube, src_server, src_media, src_cache,
+                                                        src_scratch_root, monkeypatch):
+    real_worker, seen = youtube_mod._run_worker, []
+
+    def spy(request: dict, timeout: float):
+        assert Path(request["scratch"]).is_dir() and Path(request["scratch"]).parent == src_scratch_root
+        seen.append(request["scratch"])
+        if "boomclip" in request["url"]:
+            raise RuntimeError("interrupted")
+        return real_worker(request, timeout)
+
+    monkeypatch.setattr(youtube_mod, "_run_worker", spy)
+    src_server.serve_file("/scratchok.mp4", src_media)
+    src_server.hang("/scratchhang.mp4")
+    outcomes = {}
+    for ytid, timeout in (("scratchok", 180), ("scratch404", 180), ("scratchhang", 1.5)):
+        result = src_youtube(timeout=timeout).acquire(_clip(ytid, 0), src_cache)
+        outcomes[ytid] = (result.status, (result.error or "").split(":")[0])
+        assert list(src_scratch_root.iterdir()) == [], ytid
+    assert outcomes == {"scratchok": (Status.SUCCESS, ""), "scratch404": (Status.UNAVAILABLE, "http_404"),
+                        "scratchhang": (Status.FAILED_DOWNLOAD, "timeout")}  # fmt: skip
+    with pytest.raises(RuntimeError, match="interrupted"):
+        src_youtube().acquire(_clip("boomclip", 0), src_cache)
+    assert list(src_scratch_root.iterdir()) == [] and len(seen) == 4
+
+
+def test_worker_run_by_hand_removes_its_scratch_when_the_parent_goes_away(src_server, src_scratch_root, tmp_path):
+    src_server.hang("/orphanhang.mp4")
+    request = {
+        "url": f"{src_server.base_url}/orphanhang.mp4", "start": 0, "end": 10,
+        "outprefix": str(tmp_path / ".orphanhang.test.part"), "result": str(tmp_path / "result.json"),
+        "ffmpeg": find_ffmpeg(), "cookies": None, "proxy": None, "socket_timeout": 30,
+    }  # no "scratch": the worker makes its own
+    with _worker_process(stderr=subprocess.PIPE) as proc:
+        _, err = proc.communicate(json.dumps(request).encode() + b"\n", timeout=60)  # then EOF: parent gone
+    assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
+    assert list(src_scratch_root.iterdir()) == []
+
+
+def test_failure_message_skips_worker_noise(monkeypatch, src_cache):
+    stderr = ("[in#0 @ 0x1] moov atom not found\n"
+              "Error opening input files: Invalid data found when processing input\n"
+              "Fatal Python error: _enter_buffered_busy: could not acquire lock for <_io.BufferedReader "
+              "name='<stdin>'> at interpreter shutdown, possibly due to daemon threads\n"
+              "Python runtime state: finalizing (tstate=0x1)\n\n"
+              "Current thread 0x00007f (most recent call first):\n  <no Python frame>\n")  # fmt: skip
+
+    def run(request: dict, timeout: float):
+        Path(request["result"]).write_text(json.dumps(
+            {"ok": False, "filepath": None, "errors": ["\n", "ERROR: ffmpeg exited with code 183"], "warnings": []}))
+        return -6, stderr
+
+    monkeypatch.setattr(youtube_mod, "_run_worker", run)
+    result = YoutubeSource(sleep=lambda s: None).acquire(_clip("noisy", 0), src_cache)
+    assert (result.status, result.attempts) == (Status.FAILED_DOWNLOAD, 1)
+    assert result.error == "corrupt: Error opening input files: Invalid data found when processing input"
+    # nothing recognisable: the last line that is not noise, from yt-dlp's errors first
+    messages = ["ERROR: [generic] x: something odd happened", "ERROR: ffmpeg exited with code 1"]
+    monkeypatch.setattr(youtube_mod, "_run_worker", _fake_worker(messages, []))
+    result = YoutubeSource(sleep=lambda s: None).acquire(_clip("odd", 0), src_cache)
+    assert result.error == "error: [generic] x: something odd happened"
+    dump = stderr[stderr.index("Fatal"):]
+    monkeypatch.setattr(youtube_mod, "_run_worker", lambda request, timeout: (-6, "ValueError: boom\n" + dump))
+    result = YoutubeSource(sleep=lambda s: None).acquire(_clip("crashed", 0), src_cache)  # no result file
+    assert result.error == "worker_crashed: ValueError: boom"
 
 
 def test_youtube_cookie_file_is_passed_but_never_rewritten(src_youtube, src_server, src_media, src_cache, tmp_path,

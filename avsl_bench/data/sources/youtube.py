@@ -5,7 +5,8 @@ yt-dlp Python API with ``download_ranges`` = [start, start + 10] and ``force_key
 ``--download-sections`` is never passed through the API: yt-dlp#11306), so the cached file starts at ``start``.
 The parent enforces the per-clip timeout by killing the whole group (yt-dlp's ffmpeg included), classifies the
 failure from yt-dlp's and ffmpeg's messages, retries transient errors with jittered exponential backoff, checks
-that the result decodes, and renames it to ``<cache_dir>/<clip_id>.mp4``.
+that the result decodes, and renames it to ``<cache_dir>/<clip_id>.mp4``. Each attempt's scratch directory
+(``$TMPDIR/avsl-ytdlp-*``) belongs to the parent, which removes it once the child is gone, whatever the outcome.
 
 Example (a local direct-URL server works through yt-dlp's generic extractor):
 
@@ -57,6 +58,8 @@ BOT_CHECK_LIMIT = 20
 _SOCKET_TIMEOUT = 30.0
 _MEDIA_EXTENSIONS = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".m4a", ".mp3", ".flv", ".avi")
 _VERIFY_TIMEOUT = 60.0
+#: Name prefix of each attempt's scratch directory (cookie copy, ffmpeg link) under the temp directory.
+SCRATCH_PREFIX = "avsl-ytdlp-"
 
 
 class TooManyBotChecks(AvslBenchError):
@@ -236,11 +239,45 @@ def _verify_decodable(ffmpeg: str, path: Path) -> str | None:
 
 def _last_line(text: str) -> str:
     """Last non-empty line (carriage-return progress lines split too), without a leading ``ERROR:``."""
-    for line in reversed(re.split(r"[\r\n]+", text or "")):
-        line = line.strip()
+    lines = _lines(text)
+    return lines[-1] if lines else ""
+
+
+#: Lines that say nothing about the clip: the interpreter's fatal-error dump, tracebacks, exit codes.
+_NOISE = re.compile(
+    r"^(?:Fatal Python error|Python runtime state|Current thread|Thread 0x|<no Python frame>|Extension modules|"
+    r"Traceback \(most recent call last\)|File \"|ffmpeg exited with code|worker exited with code)"
+)
+
+
+def _lines(text: str) -> list[str]:
+    """Non-empty lines (carriage-return progress lines split too), without a leading ``ERROR:``."""
+    found = []
+    for line in re.split(r"[\r\n]+", text or ""):
+        line = re.sub(r"^ERROR:\s*", "", line.strip())
         if line:
-            return re.sub(r"^ERROR:\s*", "", line)
-    return ""
+            found.append(line)
+    return found
+
+
+def _failure_message(errors: list[str], stderr: str, classification: Classification) -> str:
+    """The line recorded after the reason: the last line of yt-dlp's errors, else of stderr, that shows the
+    classified cause; failing that the last such line that is not noise (an exit code, a crash dump's
+    ``<no Python frame>``).
+
+    >>> _failure_message(["ERROR: ffmpeg exited with code 183"], "moov atom not found\\n<no Python frame>\\n",
+    ...                  classify_message("moov atom not found"))
+    'moov atom not found'
+    """
+    sources = [[ln for ln in _lines(text) if not _NOISE.match(ln)] for text in ("\n".join(errors), stderr)]
+    patterns = [pattern for reason, _, _, pattern in _RULES if reason == classification.reason]
+    if classification.reason.startswith("http_"):
+        patterns.append(_HTTP_STATUS)
+    for lines in sources:
+        matching = [ln for ln in lines if any(p.search(ln) for p in patterns)]
+        if matching:
+            return matching[-1]
+    return next((lines[-1] for lines in sources if lines), "")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -336,18 +373,22 @@ class YoutubeSource:
 
     def _attempt(self, clip: ClipRef, cache_dir: Path, final: Path, deadline: float) -> _Attempt:
         stem = f".{clip.clip_id}.{uuid.uuid4().hex[:12]}.part"
+        scratch = tempfile.mkdtemp(prefix=SCRATCH_PREFIX)
         try:
-            return self._attempt_in(clip, cache_dir, final, deadline, stem)
-        finally:
+            return self._attempt_in(clip, cache_dir, final, deadline, stem, scratch)
+        finally:  # the child is gone by now (exited, or its group killed and reaped)
+            shutil.rmtree(scratch, ignore_errors=True)
             for leftover in cache_dir.glob(f"{glob.escape(stem)}*"):
                 with contextlib.suppress(OSError):
                     leftover.unlink()
 
-    def _attempt_in(self, clip: ClipRef, cache_dir: Path, final: Path, deadline: float, stem: str) -> _Attempt:
+    def _attempt_in(self, clip: ClipRef, cache_dir: Path, final: Path, deadline: float, stem: str,
+                    scratch: str) -> _Attempt:  # fmt: skip
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return _timeout_attempt(self.timeout)
         request = {
+            "scratch": scratch,
             "url": self.url_template.format(ytid=clip.ytid),
             "ie_key": extractor_for(self.url_template),
             "start": clip.start,
@@ -365,17 +406,16 @@ class YoutubeSource:
         try:
             result = json.loads(Path(request["result"]).read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            line = _last_line(stderr) or f"worker exited with code {returncode}"
-            return _Attempt(False, None, Classification(Status.FAILED_DOWNLOAD, "worker_crashed", False), line)
+            crashed = Classification(Status.FAILED_DOWNLOAD, "worker_crashed", False)
+            line = _failure_message([], stderr, crashed) or f"worker exited with code {returncode}"
+            return _Attempt(False, None, crashed, line)
         if not result["ok"]:
             errors, warnings = result["errors"], result["warnings"]
             # Errors decide; warnings (e.g. a retried 403 on a player request) only break a tie with "error".
             classification = classify_message("\n".join([*errors, stderr]))
             if classification.reason == "error" and warnings:
                 classification = classify_message("\n".join([*errors, stderr, *warnings]))
-            message = _last_line(errors[-1] if errors else "")
-            if not message or re.search(r"ffmpeg exited with code", message):
-                message = _last_line(stderr) or message or f"worker exited with code {returncode}"
+            message = _failure_message(errors, stderr, classification) or f"worker exited with code {returncode}"
             return _Attempt(False, None, classification, message)
         produced = Path(result["filepath"]) if result.get("filepath") else None
         if produced is None or not produced.is_file():
@@ -533,19 +573,31 @@ def _worker_download(request: dict, scratch: str) -> dict:
     return log.result(True, filepath)
 
 
-def _watch_parent() -> None:
-    """Kill this process group (yt-dlp's ffmpeg included) when stdin reaches EOF, i.e. the parent went away."""
+def _watch_parent(owned_scratch: str | None) -> None:
+    """Kill this process group (yt-dlp's ffmpeg included) when stdin reaches EOF, i.e. the parent went away;
+    first remove the scratch directory if this process made it (the parent removes the one it passed).
+
+    Reads the file descriptor, not ``sys.stdin.buffer``: a daemon thread blocked inside the buffered reader holds
+    its lock, and the interpreter then aborts at exit ("could not acquire lock for <stdin>", SIGABRT).
+    """
     with contextlib.suppress(OSError, ValueError):
-        while sys.stdin.buffer.read(65536):
+        while os.read(sys.stdin.fileno(), 65536):
             pass
+    if owned_scratch is not None:
+        shutil.rmtree(owned_scratch, ignore_errors=True)
     os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
 def _worker_main() -> int:
     request = json.loads(sys.stdin.buffer.readline())
-    threading.Thread(target=_watch_parent, name="parent-watch", daemon=True).start()
-    with tempfile.TemporaryDirectory(prefix="avsl-ytdlp-") as scratch:
-        result = _worker_download(request, scratch)
+    scratch = request.get("scratch")
+    owned = None if scratch else tempfile.mkdtemp(prefix=SCRATCH_PREFIX)  # run by hand, without a parent's
+    threading.Thread(target=_watch_parent, args=(owned,), name="parent-watch", daemon=True).start()
+    try:
+        result = _worker_download(request, scratch or owned)
+    finally:
+        if owned is not None:
+            shutil.rmtree(owned, ignore_errors=True)
     tmp = request["result"] + ".tmp"
     with open(tmp, "w", encoding="utf-8") as handle:
         json.dump(result, handle)

@@ -1,0 +1,58 @@
+"""`avsl-bench prepare --cut-timeout / --retry-failed` through the CLI (Flickr training videos: no network)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from avsl_bench.cli import app
+from avsl_bench.data.catalog import plan_benchmark
+
+runner = CliRunner()
+
+
+def _invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_help_lists_the_options():
+    result = _invoke("prepare", "--help")
+    assert result.exit_code == 0
+    for option in ("--cut-timeout", "--retry-failed", "transient|all"):
+        assert option in result.output, option
+
+
+def test_cut_timeout_then_retry_failed(tmp_path, upstream, media):
+    ids = [r.key for r in plan_benchmark("flickr-10k-noleak", limit=3).splits[0].rows]
+    videos, out = tmp_path / "videos", tmp_path / "out"
+    videos.mkdir()
+    for i in ids[:2]:  # the third id is missing: unavailable, a permanent failure
+        (videos / f"{i}.mp4").write_bytes(media["idx25"].read_bytes())
+    args = ("prepare", "flickr-10k-noleak", "--out", out, "--limit", 3, "--flickr-archive", videos, "--no-progress")
+    manifest = out / "flickr-10k-noleak" / "train" / "manifest.json"
+
+    def counts() -> dict:
+        return json.loads(manifest.read_text())["counts"]
+
+    result = _invoke(*args, "--cut-timeout", "0.0001")
+    assert result.exit_code == 0, result.output
+    assert counts() == {"success": 0, "unavailable": 1, "failed_download": 0, "failed_cut": 2}
+    assert json.loads(manifest.read_text())["params"] == {"cut_timeout_s": 0.0001}
+    assert "failed_cut:timeout ×2" in " ".join(result.output.split())
+
+    (videos / f"{ids[2]}.mp4").write_bytes(media["idx25"].read_bytes())  # now present, but missing was recorded
+    assert _invoke(*args).exit_code == 0 and counts()["failed_cut"] == 2  # a plain re-run skips the shard
+    result = _invoke(*args, "--retry-failed", "transient")
+    assert result.exit_code == 0, result.output
+    assert counts() == {"success": 2, "unavailable": 1, "failed_download": 0, "failed_cut": 0}
+    assert json.loads(manifest.read_text())["params"] == {"cut_timeout_s": 60.0}
+    result = _invoke(*args, "--retry-failed=all")
+    assert result.exit_code == 0, result.output
+    assert counts() == {"success": 3, "unavailable": 0, "failed_download": 0, "failed_cut": 0}
+
+    for bad, message in ((("--retry-failed", "some"), "--retry-failed must be one of transient, all"),
+                         (("--cut-timeout", "0"), "--cut-timeout must be > 0 seconds")):  # fmt: skip
+        result = _invoke(*args, *bad)
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
