@@ -95,22 +95,38 @@ def score_cmd(
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95 % CIs (0: none).")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap and of the per-negative-type draws.")] = 0,
     out: Annotated[Optional[Path], typer.Option(help="Write result.json here (+ .samples.parquet beside it).")] = None,
-    method: Annotated[str, typer.Option(help="Method name recorded in the result.")] = "unnamed",
-    checkpoint_selection: Annotated[str, typer.Option(help="final | early_stopping | unspecified.")] = "unspecified",
+    method: Annotated[Optional[str], typer.Option(help="Method name recorded in the result (default: the run's "
+                                                  "method, else 'unnamed').")] = None,
+    checkpoint_selection: Annotated[Optional[str], typer.Option(help="final | early_stopping | unspecified "
+                                                                "(default: final with a run, else unspecified).")] = None,
+    run: Annotated[Optional[Path], typer.Option("--run", help="Training run directory whose provenance (training "
+                                                "set, checkpoint sha256, selection final) goes into the result; "
+                                                "default: the run named by <archive>.json from `predict RUN_DIR`.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result JSON to stdout instead of tables.")] = False,
     upstream: UpstreamOpt = None,
     flickr_annotations: FlickrOpt = None,
 ) -> None:
-    """Score a prediction archive against a versioned benchmark protocol."""
+    """Score a prediction archive against a versioned benchmark protocol.
+
+    An archive written by `avsl-bench predict RUN_DIR` is scored with that run's provenance (its <archive>.json
+    summary must match the archive and the run's final checkpoint); `--run` names the run explicitly.
+    """
     from .benchmarks.load import load_benchmark
+    from .errors import UsageError
     from .scoring.persample import MapOptions
     from .scoring.result import finite_or_none, write_result
     from .scoring.score import MethodInfo, ScoreOptions, score
+    from .train.reproduce import archive_method_info
 
     try:
         options = ScoreOptions(maps=MapOptions(binarize, resize, align_corners), gamma=gamma,
                                allow_missing=allow_missing, bootstrap=bootstrap, seed=seed)
-        info = MethodInfo(name=method, checkpoint_selection=checkpoint_selection)
+        info = archive_method_info(predictions, run, name=method)
+        if info is None:
+            info = MethodInfo(name=method or "unnamed", checkpoint_selection=checkpoint_selection or "unspecified")
+        elif checkpoint_selection not in (None, "final"):
+            raise UsageError(f"a run's archive is its final checkpoint; --checkpoint-selection {checkpoint_selection}"
+                             " does not apply")
         bench = load_benchmark(benchmark, mirror=upstream, flickr_annotations=flickr_annotations)
         result, table = score(predictions, bench, options, info)
         if out is not None:
@@ -124,6 +140,10 @@ def score_cmd(
     counts = result["counts"]
     console.print(f"scored {counts['scored']:,} of {counts['expected']:,} samples"
                   f" ({counts['missing']:,} missing, {counts['nan_ciou']} NaN cIoU)")
+    if "run_dir" in info.extra:
+        console.print(f"provenance: run {info.extra['run_dir']} ({info.training_set}, checkpoint sha256 "
+                      f"{info.checkpoint_sha256[:12]}…, selection {info.checkpoint_selection})",
+                      highlight=False, soft_wrap=True)
     if out is not None:
         console.print(f"result written to {out}")
 
@@ -153,26 +173,68 @@ def compare_cmd(
 
 @app.command("predict")
 def predict_cmd(
-    method: Annotated[str, typer.Argument(help="Predictor: center-prior.")],
-    benchmark: BenchmarkOpt = "vggss",
-    out: Annotated[Path, typer.Option(help="Output archive (.npz).")] = Path("preds.npz"),
+    source: Annotated[str, typer.Argument(metavar="RUN_DIR|center-prior",
+                                          help="A training run directory (holds run.json + final.pt), or the "
+                                          "predictor center-prior.")],
+    data: Annotated[Optional[list[Path]], typer.Option("--data", help="Test shard directory (e.g. data/vggss/test, "
+                                                       "then data/vggss/test-neg); repeatable; required for a "
+                                                       "run.")] = None,
+    out: Annotated[Path, typer.Option(help="Output archive (.npz); a run's summary goes to "
+                                      "<out>.json.")] = Path("preds.npz"),
+    ogl: Annotated[Optional[str], typer.Option(help="Add the OGL prior: classic, extended, or auto (extended if "
+                                               "the data hold negatives). Default: the AV map alone.")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    benchmark: Annotated[Optional[str], typer.Option("--benchmark", "-b", help="center-prior only: the benchmark "
+                                                     "protocol (default vggss).")] = None,
     upstream: UpstreamOpt = None,
     flickr_annotations: FlickrOpt = None,
 ) -> None:
-    """Write a prediction archive for every sample of a benchmark."""
-    from .benchmarks.load import load_benchmark
-    from .predict import predict_center_prior
+    """Write a prediction archive: a trained run's maps of test shards, or Center Prior maps of a benchmark.
+
+    Examples: `avsl-bench predict runs/ezvsl --data data/vggss/test --data data/vggss/test-neg --out preds.npz`;
+    `avsl-bench predict center-prior -b vggss --out cp.npz`.
+    """
+    import warnings
+
+    from .errors import DataFileError, UsageError
 
     try:
-        if method != "center-prior":
-            from .errors import UnknownNameError
+        if source == "center-prior":
+            from .benchmarks.load import load_benchmark
+            from .predict import predict_center_prior
 
-            raise UnknownNameError(f"unknown predictor {method!r}; available: center-prior")
-        bench = load_benchmark(benchmark, mirror=upstream, flickr_annotations=flickr_annotations)
-        path = predict_center_prior(bench, out)
+            if data or ogl is not None:
+                raise UsageError("--data / --ogl apply to a run directory, not to center-prior (use --benchmark)")
+            bench = load_benchmark(benchmark or "vggss", mirror=upstream, flickr_annotations=flickr_annotations)
+            path = predict_center_prior(bench, out)
+            Path(str(out) + ".json").unlink(missing_ok=True)  # a run's summary of the archive just replaced
+            console.print(f"wrote {len(bench.ids):,} maps to {path}", highlight=False, soft_wrap=True)
+            return
+        from .train.predict import predict
+
+        if not (Path(source) / "run.json").is_file():
+            raise DataFileError(f"{source}: not a training run directory (no run.json) and not a predictor "
+                                "(available: center-prior)")
+        if not data:
+            raise UsageError("predicting with a run needs --data TEST_SHARDS (repeatable)")
+        if benchmark is not None:
+            raise UsageError("--benchmark applies to center-prior; a run predicts the shards given with --data")
+        mode: bool | str = False
+        if ogl is not None:
+            if ogl not in ("classic", "extended", "auto"):
+                raise UsageError(f"--ogl must be classic, extended or auto, got {ogl!r}")
+            mode = True if ogl == "auto" else ogl
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            summary = predict(Path(source), data, out, ogl=mode, device=device)
     except AvslBenchError as exc:
         _fail(exc)
-    console.print(f"wrote {len(bench.ids):,} maps to {path}")
+    for w in caught:
+        err_console.print(f"[bold yellow]warning:[/] {w.message}", highlight=False, soft_wrap=True)
+    console.print(f"wrote {summary['samples']:,} maps ({summary['map']}) of {summary['method']} "
+                  f"({summary['recipe']}, seed {summary['seed']}) to {out}", highlight=False, soft_wrap=True)
+    console.print(f"checkpoint {summary['checkpoint']['file']} sha256 {summary['checkpoint']['sha256']}; "
+                  f"summary {out}.json (score attaches the run's provenance from it)", highlight=False, soft_wrap=True)
 
 
 # ---- data commands ----
@@ -204,6 +266,13 @@ def prepare_cmd(
     cookies: Annotated[Optional[Path], typer.Option(help="Netscape cookie file for yt-dlp.")] = None,
     proxy: Annotated[Optional[str], typer.Option(help="Proxy URL for yt-dlp.")] = None,
     timeout: Annotated[float, typer.Option(help="Per-clip acquisition limit in seconds (all retries).")] = 180.0,
+    cut_timeout: Annotated[float, typer.Option("--cut-timeout", help="Per-clip ffmpeg cut limit in seconds (the "
+                                               "process group is killed; failed_cut timeout).")] = 60.0,
+    retry_failed: Annotated[Optional[str], typer.Option("--retry-failed", metavar="transient|all", help="On a "
+                                                        "re-run, redo the failed rows of committed shards: "
+                                                        "transient (downloads, timeouts, bot checks) or all "
+                                                        "(also unavailable and failed cuts). Without it "
+                                                        "committed shards are skipped.")] = None,
     ffmpeg: Annotated[Optional[str], typer.Option(help="ffmpeg binary (default: $AVSL_BENCH_FFMPEG, PATH, "
                                                   "imageio-ffmpeg).")] = None,
     audio_window: Annotated[Optional[float], typer.Option("--audio-window", help="Stored audio in seconds: 10 "
@@ -214,7 +283,8 @@ def prepare_cmd(
     upstream: UpstreamOpt = None,
     flickr_archive: Annotated[Optional[Path], typer.Option("--flickr-archive", help="Your Flickr-SoundNet media: "
                                                            "a directory or .tar.gz with frames/<id>.jpg, "
-                                                           "audio/<id>.wav|mp3 and Annotations/<id>.xml.")] = None,
+                                                           "audio/<id>.wav|mp3 and Annotations/<id>.xml, or "
+                                                           "videos <id>.mp4 (cut at the media midpoint).")] = None,
     flickr_annotations: FlickrOpt = None,
     list_file: Annotated[Optional[Path], typer.Option("--list", help="The training list file (required for "
                                                       "vggsound: your copy of vggsound.csv).")] = None,
@@ -234,9 +304,10 @@ def prepare_cmd(
         report = prepare_benchmark(
             benchmark, out, source_spec=source, workers=workers, num_parts=num_parts, part=part, limit=limit,
             merge_only=merge_only, url_template=url_template, cookies=cookies, proxy=proxy, ffmpeg=ffmpeg,
-            timeout=timeout, audio_window=audio_window, samples_per_shard=samples_per_shard,
-            mirror_layout=mirror_layout, upstream=upstream, flickr_archive=flickr_archive,
-            flickr_annotations=flickr_annotations, list_path=list_file, allow_mixed_ffmpeg=allow_mixed_ffmpeg,
+            timeout=timeout, cut_timeout=cut_timeout, retry_failed=retry_failed, audio_window=audio_window,
+            samples_per_shard=samples_per_shard, mirror_layout=mirror_layout, upstream=upstream,
+            flickr_archive=flickr_archive, flickr_annotations=flickr_annotations, list_path=list_file,
+            allow_mixed_ffmpeg=allow_mixed_ffmpeg,
             progress=not no_progress, console=console,
         )  # fmt: skip
     except AvslBenchError as exc:
@@ -323,6 +394,218 @@ def audit_cmd(
 
 
 # ---- end of data commands ----
+
+
+# ---- training commands ----
+# `train`, `reproduce`, `overfit`: thin wrappers over avsl_bench.train (loop.train, reproduce.reproduce,
+# overfit.overfit). `predict RUN_DIR` and `score` (run provenance) are above.
+
+DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA if available) | cpu | cuda.")]
+EpochsOpt = Annotated[Optional[int], typer.Option(help="Override the recipe's number of epochs (recorded as an "
+                                                  "override in run.json; reference runs use the recipe's).")]
+SeedOpt = Annotated[int, typer.Option(help="Seed of Python, numpy, torch, the loader workers and the shuffle order.")]
+DataOpt = Annotated[list[Path], typer.Option("--data", help="Shard split directory (or .tar); repeatable.")]
+
+
+def _epoch_line(record: dict, total: int) -> str:
+    stats = "  ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "steps", "seconds"))
+    return f"epoch {record['epoch']}/{total}  {stats}  ({record['seconds']:.1f} s)"
+
+
+def _run_table(run: dict, run_dir: Path) -> Table:
+    timing, data = run["timing"], run["training_data"]
+    table = Table(title=f"{run['method']} ({run['recipe']['name']}): final checkpoint, fixed schedule, no early stopping")
+    table.add_column("run", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    epochs = f"{run['epochs']}" + (" (override of the recipe)" if run["recipe"]["schedule_overridden"] else "")
+    rows = [("run dir", str(run_dir)), ("checkpoint", f"{run_dir / run['checkpoint']['file']}"),
+            ("checkpoint sha256", run["checkpoint"]["sha256"]), ("epochs", epochs), ("steps", f"{run['steps']:,}"),
+            ("training set", f"{', '.join(data['benchmarks'])} ({data['samples']:,} samples, leaky: {data['leaky']})"),
+            ("samples/s", f"{timing['samples_per_s']}"), ("wall", f"{timing['wall_s']:.1f} s"),
+            ("device", f"{run['device']['type']} × {run['device']['world_size']} ({run['device']['name']})"),
+            ("seed", str(run["seed"]))]
+    if run["epoch_checkpoints"]:
+        rows.append(("diagnostic checkpoints", ", ".join(c["file"] for c in run["epoch_checkpoints"])))
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+@app.command("train")
+def train_cmd(
+    method: Annotated[str, typer.Argument(help="Method: ezvsl or slavc.")],
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("--out", help="Run directory: final.pt + run.json (must not hold a run).")],
+    config: Annotated[Optional[str], typer.Option(help="Recipe: a name under baselines/<method>/ (e.g. synthetic, "
+                                                  "vggsound-144k) or a .toml path. Default: the recipe of the "
+                                                  "shards' training set (their manifest.json).")] = None,
+    epochs: EpochsOpt = None,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    save_every: Annotated[Optional[int], typer.Option("--save-every", help="Also keep epoch_XXX.pt every N epochs "
+                                                      "(diagnostics for `overfit`; never selected).")] = None,
+    deterministic: Annotated[bool, typer.Option("--deterministic", help="torch deterministic algorithms.")] = False,
+    workers: Annotated[Optional[int], typer.Option(help="Data-loader workers per process (default: recipe).")] = None,
+) -> None:
+    """Train a method with its recipe's fixed schedule on training shards from `prepare`; write final.pt + run.json.
+
+    Every epoch is trained and the final checkpoint is the result (no validation, no early stopping). Runs on CPU,
+    one GPU, or `torchrun --nproc_per_node G` (fixed global batch). Example: `avsl-bench train ezvsl --data
+    data/vggsound-144k/train --out runs/ezvsl-144k --config vggsound-144k`.
+    """
+    import os
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from .models.recipes import load_recipe
+    from .train.loop import train
+    from .train.reproduce import default_config
+
+    try:
+        config = config or default_config(method, data)
+        total = epochs or load_recipe(method, config).schedule.epochs
+        progress = Progress(TextColumn(f"train {method}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            TimeRemainingColumn(), console=console, transient=True,
+                            disable=os.environ.get("RANK", "0") != "0")  # torchrun: rank 0 reports
+        task = progress.add_task("epochs", total=total)
+
+        def on_epoch(record: dict) -> None:
+            progress.console.print(_epoch_line(record, total), highlight=False)
+            progress.update(task, completed=record["epoch"])
+
+        with progress:
+            run = train(method, data, out, config, epochs=epochs, device=device, seed=seed, save_every=save_every,
+                        deterministic=deterministic, workers=workers, on_epoch=on_epoch)
+    except AvslBenchError as exc:
+        _fail(exc)
+    if not run:  # not rank 0 of a torchrun job
+        return
+    for warning in run["warnings"]:
+        err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    console.print(_run_table(run, out))
+
+
+@app.command("reproduce")
+def reproduce_cmd(
+    method: Annotated[str, typer.Argument(help="Method: ezvsl or slavc.")],
+    recipe: Annotated[str, typer.Option("--recipe", help="Recipe name (synthetic, synthetic-tiny, vggsound-144k, …) "
+                                        "or .toml path.")],
+    out: Annotated[Optional[Path], typer.Option(help="Output directory (run/, preds.npz, result.json); default "
+                                                "runs/<method>-<recipe>-s<seed>.")] = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    epochs: EpochsOpt = None,
+    benchmark: Annotated[Optional[str], typer.Option("--benchmark", "-b", help="Test benchmark (default: "
+                                                     "synthetic[-tiny]-ext for synthetic recipes, flickr for Flickr "
+                                                     "training sets, else vggss).")] = None,
+    train_set: Annotated[Optional[str], typer.Option("--train-set", help="Training set to prepare instead of the "
+                                                     "recipe's (e.g. vggsound-144k-noleak).")] = None,
+    data_root: Annotated[Optional[Path], typer.Option("--data-root", help="Shard root as for `prepare --out` "
+                                                      "(default OUT/data); merged shards there are reused.")] = None,
+    ogl: Annotated[Optional[str], typer.Option(help="Score the +OGL map: classic, extended or auto.")] = None,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the CIs (the leaderboard needs "
+                                           "≥ 1000).")] = 1000,
+    source: Annotated[Optional[str], typer.Option("--source", help="VGGSound media for prepare: youtube or "
+                                                  "mirror:PATH.")] = None,
+    list_file: Annotated[Optional[Path], typer.Option("--list", help="Training list file for prepare "
+                                                      "(vggsound).")] = None,
+    flickr_archive: Annotated[Optional[Path], typer.Option("--flickr-archive", help="Flickr-SoundNet media for "
+                                                           "prepare.")] = None,
+    upstream: UpstreamOpt = None,
+    flickr_annotations: FlickrOpt = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No prepare progress bars.")] = False,
+) -> None:
+    """One command: prepare (unless the shards are there) → train → predict → score → result.json.
+
+    The result carries the run's provenance (training set, checkpoint sha256, selection final). Examples:
+    `avsl-bench reproduce ezvsl --recipe synthetic`; `avsl-bench reproduce slavc --recipe vggsound-144k
+    --data-root data --source mirror:/mnt/vggsound --seed 1`.
+    """
+    from .errors import UsageError
+    from .train.reproduce import reproduce, resolve_recipe
+
+    if out is None:
+        out = Path("runs") / f"{method}-{Path(recipe).stem}-s{seed}"
+    console.print(f"reproduce {method} --recipe {recipe} (seed {seed}) into {out}", highlight=False, soft_wrap=True)
+    try:
+        if ogl not in (None, "classic", "extended", "auto"):
+            raise UsageError(f"--ogl must be classic, extended or auto, got {ogl!r}")
+        mode: bool | str = False if ogl is None else (True if ogl == "auto" else ogl)
+        total = epochs or resolve_recipe(method, recipe, train_set)[0].schedule.epochs
+        done = reproduce(method, recipe, out, seed=seed, device=device, epochs=epochs, benchmark=benchmark,
+                         train_set=train_set, data_root=data_root, ogl=mode, bootstrap=bootstrap, upstream=upstream,
+                         flickr_annotations=flickr_annotations, prepare_options={
+                             "source_spec": source, "list_path": list_file, "flickr_archive": flickr_archive},
+                         on_epoch=lambda r: console.print(_epoch_line(r, total), highlight=False),
+                         console=console, progress=not no_progress)  # fmt: skip
+    except AvslBenchError as exc:
+        _fail(exc)
+    console.print(_metrics_table(done["result"]))
+    info = done["result"]["method"]
+    table = Table(title="provenance (result.json)")
+    table.add_column("item", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    for key, value in (("result", done["result_path"]), ("predictions", done["predictions"]),
+                       ("run dir", done["run_dir"] + ("" if done["trained"] else " (kept)")),
+                       ("checkpoint sha256", done["checkpoint_sha256"]),
+                       ("training set", f"{info['training_set']} (keys sha256 {info['training_set_sha256'][:12]}…, "
+                                        f"leaky: {info['training_set_leaky']})"),
+                       ("selection", info["checkpoint_selection"]), ("protocol", done["protocol"])):
+        table.add_row(key, value)
+    console.print(table)
+
+
+@app.command("overfit")
+def overfit_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="Training run directory with epoch_XXX.pt (train --save-every N).")],
+    data: DataOpt,
+    benchmark: BenchmarkOpt = "vggss",
+    out: Annotated[Optional[Path], typer.Option(help="Where to write overfit.json (+ .svg); default "
+                                                "RUN_DIR/overfit.json. Beside a result.json, the leaderboard plots "
+                                                "it.")] = None,
+    device: DeviceOpt = "auto",
+    upstream: UpstreamOpt = None,
+    flickr_annotations: FlickrOpt = None,
+) -> None:
+    """DIAGNOSTIC ONLY: per-epoch scores of a run and its early-stop gap (overfit.json; never a leaderboard number).
+
+    Scores every kept epoch_XXX.pt (train --save-every N) and final.pt on a benchmark and writes overfit.json with
+    "eligible": false and the gap between the best epoch and the final checkpoint (what test-set early stopping
+    would add). The reported result is always final.pt. Example: `avsl-bench overfit runs/ezvsl -b vggss-ext
+    --data data/vggss/test --data data/vggss/test-neg --out results/ezvsl/overfit.json`.
+    """
+    from .benchmarks.load import load_benchmark
+    from .train.overfit import CURVE_METRICS, overfit
+
+    try:
+        bench = load_benchmark(benchmark, mirror=upstream, flickr_annotations=flickr_annotations)
+        record = overfit(run_dir, bench, data, out, device=device,
+                         on_checkpoint=lambda e: console.print(f"scored {e['checkpoint']} (epoch {e['epoch']})",
+                                                               highlight=False))  # fmt: skip
+    except AvslBenchError as exc:
+        _fail(exc)
+    metrics = [k for k in CURVE_METRICS if k in record["scores"]]
+    table = Table(title=f"NOT ELIGIBLE — diagnostic: per-epoch scores on {record['protocol']} (×100); "
+                        "the reported result is final.pt")
+    table.add_column("epoch", justify="right")
+    table.add_column("checkpoint")
+    for key in metrics:
+        table.add_column(key, justify="right")
+    for entry in record["per_epoch"]:
+        table.add_row(str(entry["epoch"]), entry["checkpoint"], *(_fmt(entry["metrics"][k])[0] for k in metrics),
+                      style="bold" if entry["final"] else None)
+    table.add_section()
+    for key in metrics:
+        gap = record["gap"][key]
+        table.add_row("gap", f"{key}: best epoch {gap['best_epoch']} vs final", *(
+            f"{100 * gap['gap']:+.2f}" if k == key else "" for k in metrics), style="dim")
+    console.print(table)
+    where = out if out is not None else run_dir / "overfit.json"
+    plot = f" and {where.with_suffix('.svg')}" if "plot" in record else ""
+    console.print(f"wrote {where} (eligible: false){plot}", highlight=False, soft_wrap=True)
+
+
+# ---- end of training commands ----
 
 
 # ---- leaderboard commands ----

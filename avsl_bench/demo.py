@@ -21,23 +21,19 @@ def run_demo(out: Path, *, size: str = "synthetic", epochs: int | None = None, d
              seed: int = 0, console: Console | None = None) -> Path:
     """Run the demo into `out`; return the leaderboard index page."""
     from .benchmarks.load import load_benchmark
-    from .data.commands import prepare_benchmark
     from .leaderboard.site import build_site
     from .predict import predict_center_prior
     from .scoring.result import write_result
     from .scoring.score import MethodInfo, ScoreOptions, score
-    from .train.loop import train
-    from .train.predict import method_info, predict
+    from .train.reproduce import ensure_data, resolve_recipe, run_method
 
     console = console or Console()
     t0 = time.perf_counter()
-    data_dir, runs, results = out / "data", out / "runs", out / "results"
+    results = out / "results"
     benchmark = f"{size}-ext"
 
     console.rule(f"1/4 prepare {size}")
-    prepare_benchmark(size, data_dir, console=console)
-    shards = data_dir / size
-    test_dirs = [shards / "test", shards / "test-neg"]
+    data = ensure_data(size, benchmark, out / "data", console=console)
     bench = load_benchmark(benchmark)
     scored: list[tuple[str, dict]] = []
 
@@ -50,14 +46,11 @@ def run_demo(out: Path, *, size: str = "synthetic", epochs: int | None = None, d
 
     for method in METHODS:
         console.rule(f"3/4 train + predict {method}")
-        run_dir = runs / method
-        if not (run_dir / "final.pt").exists():
-            train(method, shards / "train", run_dir, "synthetic", epochs=epochs, device=device, seed=seed)
-        preds = out / "preds" / f"{method}.npz"
-        predict(run_dir, test_dirs, preds, device=device)
-        result, table = score(preds, bench, ScoreOptions(), method_info(run_dir))
-        write_result(results / f"{method}.json", result, table)
-        scored.append((method, result))
+        recipe, _ = resolve_recipe(method, size)
+        done = run_method(method, recipe, data, bench, run_dir=out / "runs" / method,
+                          preds=out / "preds" / f"{method}.npz", result_path=results / f"{method}.json",
+                          epochs=epochs, device=device, seed=seed)
+        scored.append((method, done["result"]))
 
     console.rule("4/4 leaderboard")
     index = build_site(Path(__file__).resolve().parents[1] / "leaderboard", out / "site",
