@@ -9,6 +9,8 @@ transforms are Pillow/numpy (run in the data-loader workers).
 * `log_spectrogram` = `log(P + 1e-7) / 12`, shape (B, 1, 257, 200) for 3 s at 16 kHz.
 * `pooled_log_spectrogram` (CPU preset, §3.8): the same P summed over groups of frequency bins and averaged over
   groups of frames before the log, e.g. 64 × 100 (125 Hz bands, 30 ms frames).
+* `stft160_log_spectrogram` (JSA, §3.6): |STFT|² with n_fft = win = 512, hop 160, centred (reflect pad), periodic
+  Hann, then `log(P + 1e-7) / 12`; (B, 1, 257, 501) for 5 s.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import torch
 
 __all__ = [
     "SAMPLE_RATE", "IMAGENET_MEAN", "IMAGENET_STD", "tukey_window", "power_spectrogram", "log_spectrogram",
-    "pooled_log_spectrogram", "protocol_window", "squash_image", "resize_short_side", "random_crop_flip",
-    "normalize_image", "to_chw_uint8", "AudioFrontend",
+    "pooled_log_spectrogram", "stft160_log_spectrogram", "protocol_window", "squash_image", "resize_short_side",
+    "random_crop_flip", "normalize_image", "to_chw_uint8", "AudioFrontend",
 ]
 
 SAMPLE_RATE = 16_000
@@ -102,6 +104,18 @@ def pooled_log_spectrogram(wave: torch.Tensor, freq_bins: int = 64, time_frames:
     power = power.reshape(b, freq_bins, nf // freq_bins, nt).sum(dim=2)
     power = torch.nn.functional.adaptive_avg_pool1d(power, time_frames)
     return torch.log(power + LOG_EPS) / LOG_SCALE
+
+
+def stft160_log_spectrogram(wave: torch.Tensor, n_fft: int = 512, hop: int = 160) -> torch.Tensor:
+    """JSA input (§3.6): `log(|STFT|² + 1e-7) / 12` with a periodic Hann window of n_fft, centred reflect
+    padding; (B, 1, n_fft // 2 + 1, 1 + T // hop)."""
+    if wave.dim() != 2:
+        raise ValueError(f"wave must be (B, T), got shape {tuple(wave.shape)}")
+    window = torch.hann_window(n_fft, periodic=True, dtype=torch.float32, device=wave.device)
+    spec = torch.stft(wave.float(), n_fft, hop_length=hop, win_length=n_fft, window=window, center=True,
+                      pad_mode="reflect", return_complex=True)
+    power = spec.real.square() + spec.imag.square()
+    return (torch.log(power + LOG_EPS) / LOG_SCALE).unsqueeze(1)
 
 
 def protocol_window(
@@ -189,13 +203,14 @@ def normalize_image(batch: torch.Tensor) -> torch.Tensor:
 
 
 class AudioFrontend:
-    """Waveform window(s) → network input: `spectrogram` (1 × 257 × frames, §2.1) or `pooled` (F × T, §3.8).
+    """Waveform window(s) → network input: `spectrogram` (1 × 257 × frames, §2.1), `pooled` (F × T, §3.8) or
+    `stft160` (1 × 257 × frames, JSA §3.6).
 
     Picklable (runs in data-loader workers); accepts a 1-D numpy/torch waveform or a (B, T) batch.
     """
 
     def __init__(self, kind: str = "spectrogram", freq_bins: int = 64, time_frames: int = 100) -> None:
-        if kind not in ("spectrogram", "pooled"):
+        if kind not in ("spectrogram", "pooled", "stft160"):
             raise ValueError(f"unknown audio front-end {kind!r}")
         self.kind, self.freq_bins, self.time_frames = kind, int(freq_bins), int(time_frames)
 
@@ -204,9 +219,12 @@ class AudioFrontend:
         single = x.dim() == 1
         if single:
             x = x.unsqueeze(0)
-        out = log_spectrogram(x) if self.kind == "spectrogram" else pooled_log_spectrogram(
-            x, self.freq_bins, self.time_frames
-        )
+        if self.kind == "stft160":
+            out = stft160_log_spectrogram(x)
+        else:
+            out = log_spectrogram(x) if self.kind == "spectrogram" else pooled_log_spectrogram(
+                x, self.freq_bins, self.time_frames
+            )
         return out[0] if single else out
 
     def __repr__(self) -> str:

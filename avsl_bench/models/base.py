@@ -6,7 +6,8 @@ A method model is an `nn.Module` with three entry points:
   the method's dropout / momentum update). The loop all-gathers them (with gradient) across GPUs;
 * `loss(emb) -> (loss, stats)`: the method's loss over the *global* batch of gathered embeddings;
 * `localize(image, audio) -> (B, h, w)`: the method's grid score map A (eval mode; cosine maps are logits
-  cos/τ, so the fixed-range form is Â = (τ·A + 1) / 2, `map_range = "cosine"`).
+  cos/τ, so the fixed-range form is Â = (τ·A + 1) / 2, `map_range = "cosine"`; maps already in [0, 1], such as
+  JSA's per-image normalised mix, set `map_range = "unit"` and are written as they are).
 
 Models never read files and never score; the loop and `predict` do that.
 """
@@ -30,6 +31,7 @@ class EncoderConfig:
     visual_weights: str = "resnet18-f37072fd.pth"  # ImageNet file for resnet18 ("" = random init on purpose)
     visual_widths: tuple[int, ...] = ()
     visual_strides: tuple[int, ...] = ()
+    visual_pool: int = 1  # small_cnn: average-pool the feature grid by this factor
     audio: str = "resnet18"  # resnet18 | conv1d
     audio_widths: tuple[int, ...] = ()
     dim: int = 512

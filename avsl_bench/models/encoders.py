@@ -157,9 +157,11 @@ def resnet18_audio() -> nn.Module:
 
 
 class SmallCNN(nn.Module):
-    """CPU-preset visual trunk: 3×3 conv + BN + ReLU per stage → (B, widths[-1], H/Πstrides, W/Πstrides)."""
+    """CPU-preset visual trunk: 3×3 conv + BN + ReLU per stage → (B, widths[-1], H/Πstrides, W/Πstrides), then
+    optionally a `pool`×`pool` average pool of the grid."""
 
-    def __init__(self, widths: Sequence[int] = (16, 32, 32, 64, 64), strides: Sequence[int] = (2, 2, 1, 2, 1)) -> None:
+    def __init__(self, widths: Sequence[int] = (16, 32, 32, 64, 64), strides: Sequence[int] = (2, 2, 1, 2, 1),
+                 pool: int = 1) -> None:
         super().__init__()
         if len(widths) != len(strides):
             raise ValueError("widths and strides must have the same length")
@@ -167,6 +169,8 @@ class SmallCNN(nn.Module):
         for c, s in zip(widths, strides):
             layers += [nn.Conv2d(c_in, c, 3, stride=s, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
             c_in = c
+        if pool > 1:  # average-pool the feature grid (a coarser, smoother map, like ResNet's 7×7 at 224 px)
+            layers.append(nn.AvgPool2d(pool, stride=pool))
         self.body = nn.Sequential(*layers)
         self.out_channels = c_in
         init_scratch(self)
@@ -194,13 +198,16 @@ class Conv1dAudio(nn.Module):
         return torch.amax(self.body(x), dim=-1)
 
 
-def build_visual(kind: str, *, widths: Sequence[int] = (), strides: Sequence[int] = (), weights: str | None = None):
+def build_visual(kind: str, *, widths: Sequence[int] = (), strides: Sequence[int] = (), weights: str | None = None,
+                 pool: int = 1):
     """(trunk, out_channels, WeightsInfo) for `kind` ∈ {resnet18, small_cnn}."""
     if kind == "resnet18":
+        if pool != 1:
+            raise ValueError("visual_pool applies to small_cnn only")
         trunk, info = resnet18_visual(weights)
         return trunk, 512, info
     if kind == "small_cnn":
-        trunk = SmallCNN(widths or (16, 32, 32, 64, 64), strides or (2, 2, 1, 2, 1))
+        trunk = SmallCNN(widths or (16, 32, 32, 64, 64), strides or (2, 2, 1, 2, 1), pool)
         return trunk, trunk.out_channels, WeightsInfo(None, None, None, "not_requested")
     raise ValueError(f"unknown visual encoder {kind!r}; known: resnet18, small_cnn")
 

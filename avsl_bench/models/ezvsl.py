@@ -39,7 +39,8 @@ class EZVSL(AVModel):
         super().__init__(cfg.tau)
         self.cfg = cfg
         self.visual, v_ch, info = build_visual(
-            cfg.visual, widths=cfg.visual_widths, strides=cfg.visual_strides, weights=cfg.visual_weights
+            cfg.visual, widths=cfg.visual_widths, strides=cfg.visual_strides, weights=cfg.visual_weights,
+            pool=cfg.visual_pool,
         )
         self.audio, a_ch = build_audio(cfg.audio, in_bins=audio_in_bins, widths=cfg.audio_widths)
         self.visual_dropout = nn.Dropout(cfg.visual_dropout)

@@ -35,7 +35,7 @@ __all__ = [
     "baselines_dir", "recipe_path", "load_recipe", "parse_recipe", "list_recipes",
 ]
 
-AUDIO_FRONTENDS = ("spectrogram", "pooled")
+AUDIO_FRONTENDS = ("spectrogram", "pooled", "stft160")
 AMP_MODES = ("none", "bf16", "fp16")
 OPTIMIZERS = ("adam", "adamw")
 
@@ -52,7 +52,7 @@ class InputConfig:
     resize_short: int = 246  # training: short side before the random crop
     flip: float = 0.5
     audio_seconds: float = 3.0  # protocol window, centred on the clip centre
-    audio_frontend: str = "spectrogram"  # spectrogram (1×257×200, §2.1) | pooled (F×T, CPU preset)
+    audio_frontend: str = "spectrogram"  # spectrogram (1×257×200, §2.1) | pooled (F×T, CPU preset) | stft160 (JSA)
     freq_bins: int = 64  # pooled only
     time_frames: int = 100  # pooled only
 

@@ -75,7 +75,8 @@ class _Branch(nn.Module):
     def __init__(self, cfg: SLAVCConfig, audio_in_bins: int) -> None:
         super().__init__()
         self.visual, v_ch, self.info = build_visual(
-            cfg.visual, widths=cfg.visual_widths, strides=cfg.visual_strides, weights=cfg.visual_weights
+            cfg.visual, widths=cfg.visual_widths, strides=cfg.visual_strides, weights=cfg.visual_weights,
+            pool=cfg.visual_pool,
         )
         self.audio, a_ch = build_audio(cfg.audio, in_bins=audio_in_bins, widths=cfg.audio_widths)
         self.visual_dropout = nn.Dropout(cfg.visual_dropout)
