@@ -29,6 +29,7 @@ demo: install
 bench: install
 	$(PY) bench/score_speed.py
 	$(PY) bench/cut_speed.py
+	$(PY) bench/train_speed.py --method ezvsl --recipe synthetic
 
 clean:
 	rm -rf demo-out .pytest_cache
