@@ -20,7 +20,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-__all__ = ["AVModel", "MethodEntry", "EncoderConfig", "cross_entropy_rows", "cross_entropy_cols"]
+__all__ = ["AVModel", "MethodEntry", "EncoderConfig", "cross_entropy_rows", "cross_entropy_cols", "diagonal_accuracy"]
 
 
 @dataclass(frozen=True)
@@ -79,3 +79,8 @@ def cross_entropy_rows(logits: torch.Tensor) -> torch.Tensor:
 def cross_entropy_cols(logits: torch.Tensor) -> torch.Tensor:
     """CE_col(Z) = CE_row(Zᵀ)."""
     return cross_entropy_rows(logits.t())
+
+
+def diagonal_accuracy(logits: torch.Tensor) -> torch.Tensor:
+    """Share of rows whose largest logit is on the diagonal (the matching pair), for training logs."""
+    return (logits.argmax(dim=1) == torch.arange(len(logits), device=logits.device)).float().mean()

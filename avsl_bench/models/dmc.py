@@ -23,8 +23,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import AVModel, EncoderConfig, MethodEntry
-from .encoders import build_audio, build_visual, init_scratch
+from .base import AVModel, EncoderConfig, MethodEntry, diagonal_accuracy
+from .encoders import build_trunks, init_scratch
 from .grids import audio_feature_map, grid_tokens
 
 __all__ = ["DMCConfig", "DMC", "soft_cluster", "correspondence", "build_dmc", "ENTRY"]
@@ -67,11 +67,7 @@ class DMC(AVModel):
     def __init__(self, cfg: DMCConfig, *, audio_in_bins: int = 64) -> None:
         super().__init__(cfg.tau)
         self.cfg = cfg
-        self.visual, v_ch, info = build_visual(
-            cfg.visual, widths=cfg.visual_widths, strides=cfg.visual_strides, weights=cfg.visual_weights,
-            pool=cfg.visual_pool,
-        )
-        self.audio, a_ch = build_audio(cfg.audio, in_bins=audio_in_bins, widths=cfg.audio_widths)
+        self.visual, v_ch, info, self.audio, a_ch = build_trunks(cfg, audio_in_bins=audio_in_bins)
         self.visual_head = nn.Conv2d(v_ch, cfg.dim, kernel_size=1)
         self.audio_head = nn.Conv2d(a_ch, cfg.dim, kernel_size=1)
         init_scratch(self.visual_head)
@@ -105,7 +101,7 @@ class DMC(AVModel):
         neg = ~torch.eye(b, dtype=torch.bool, device=sim.device)
         hinge = F.relu(self.cfg.margin + sim - pos)[neg].mean()
         with torch.no_grad():
-            acc = (sim.argmax(dim=1) == torch.arange(b, device=sim.device)).float().mean()
+            acc = diagonal_accuracy(sim)
         return hinge, {"sim_pos": pos.mean().detach(), "sim_neg": sim[neg].mean().detach(), "acc_i2a": acc}
 
     @torch.no_grad()

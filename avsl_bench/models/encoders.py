@@ -12,7 +12,6 @@ std 0.01, BN γ ~ N(1, 0.02), β = 0; biases keep PyTorch defaults.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -23,10 +22,11 @@ import torch
 from torch import nn
 
 from ..errors import ChecksumError
+from ..files import sha256_file
 
 __all__ = [
     "IMAGENET_R18_FILE", "WeightsInfo", "resolve_weights", "load_imagenet_resnet18", "resnet18_visual",
-    "resnet18_audio", "SmallCNN", "Conv1dAudio", "init_scratch", "build_visual", "build_audio",
+    "resnet18_audio", "SmallCNN", "Conv1dAudio", "init_scratch", "build_visual", "build_audio", "build_trunks",
 ]
 
 #: torchvision's IMAGENET1K_V1 ResNet-18 file; the name carries the first 8 hex digits of its sha256.
@@ -60,14 +60,6 @@ def resolve_weights(name: str | None) -> Path | None:
     return None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _torchvision_prefix(path: Path) -> str | None:
     """The hash prefix of a torchvision-style file name `<arch>-<8 hex>.pth`, if any."""
     stem = path.name.split(".")[0]
@@ -91,7 +83,7 @@ def load_imagenet_resnet18(model: nn.Module, name: str | None, *, what: str = "v
             RuntimeWarning, stacklevel=2,
         )
         return WeightsInfo(name, None, None, "missing_random_init")
-    digest = _sha256(path)
+    digest = sha256_file(path)
     prefix = _torchvision_prefix(path)
     if prefix is not None and not digest.startswith(prefix):
         raise ChecksumError(f"{path}: sha256 {digest[:16]}… does not match the prefix {prefix} in its name")
@@ -220,3 +212,11 @@ def build_audio(kind: str, *, in_bins: int = 64, widths: Sequence[int] = ()):
         trunk = Conv1dAudio(in_bins, widths or (128, 128, 128))
         return trunk, trunk.out_channels
     raise ValueError(f"unknown audio encoder {kind!r}; known: resnet18, conv1d")
+
+
+def build_trunks(cfg, *, audio_in_bins: int = 64):
+    """(visual trunk, its channels, WeightsInfo, audio trunk, its channels) from an `EncoderConfig`'s knobs."""
+    visual, v_ch, info = build_visual(cfg.visual, widths=cfg.visual_widths, strides=cfg.visual_strides,
+                                      weights=cfg.visual_weights, pool=cfg.visual_pool)
+    audio, a_ch = build_audio(cfg.audio, in_bins=audio_in_bins, widths=cfg.audio_widths)
+    return visual, v_ch, info, audio, a_ch

@@ -13,8 +13,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import AVModel, EncoderConfig, MethodEntry, cross_entropy_cols, cross_entropy_rows
-from .encoders import build_audio, build_visual, init_scratch
+from .base import (AVModel, EncoderConfig, MethodEntry, cross_entropy_cols, cross_entropy_rows,
+                   diagonal_accuracy)
+from .encoders import build_trunks, init_scratch
 
 __all__ = ["EZVSLConfig", "EZVSL", "mil_logits", "build_ezvsl", "ENTRY"]
 
@@ -38,11 +39,7 @@ class EZVSL(AVModel):
     def __init__(self, cfg: EZVSLConfig, *, audio_in_bins: int = 64) -> None:
         super().__init__(cfg.tau)
         self.cfg = cfg
-        self.visual, v_ch, info = build_visual(
-            cfg.visual, widths=cfg.visual_widths, strides=cfg.visual_strides, weights=cfg.visual_weights,
-            pool=cfg.visual_pool,
-        )
-        self.audio, a_ch = build_audio(cfg.audio, in_bins=audio_in_bins, widths=cfg.audio_widths)
+        self.visual, v_ch, info, self.audio, a_ch = build_trunks(cfg, audio_in_bins=audio_in_bins)
         self.visual_dropout = nn.Dropout(cfg.visual_dropout)
         self.visual_head = nn.Conv2d(v_ch, cfg.dim, kernel_size=1)
         self.audio_head = nn.Linear(a_ch, cfg.dim)
@@ -63,7 +60,7 @@ class EZVSL(AVModel):
         logits = mil_logits(emb["v"].float(), emb["a"].float(), self.tau)
         row, col = cross_entropy_rows(logits), cross_entropy_cols(logits)
         with torch.no_grad():
-            acc = (logits.argmax(dim=1) == torch.arange(len(logits), device=logits.device)).float().mean()
+            acc = diagonal_accuracy(logits)
         return row + col, {"loss_i2a": row.detach(), "loss_a2i": col.detach(), "acc_i2a": acc}
 
     @torch.no_grad()

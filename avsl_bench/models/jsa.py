@@ -32,8 +32,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import AVModel, EncoderConfig, MethodEntry, cross_entropy_cols, cross_entropy_rows
-from .encoders import build_audio, build_visual, init_scratch
+from .base import (AVModel, EncoderConfig, MethodEntry, cross_entropy_cols, cross_entropy_rows,
+                   diagonal_accuracy)
+from .encoders import build_trunks, init_scratch
 from .grids import audio_feature_map, grid_tokens
 from .maps import minmax
 
@@ -160,11 +161,7 @@ class JSA(AVModel):
         super().__init__(cfg.tau)
         self.cfg = cfg
         d = cfg.dim
-        self.visual, v_ch, info = build_visual(
-            cfg.visual, widths=cfg.visual_widths, strides=cfg.visual_strides, weights=cfg.visual_weights,
-            pool=cfg.visual_pool,
-        )
-        self.audio, a_ch = build_audio(cfg.audio, in_bins=audio_in_bins, widths=cfg.audio_widths)
+        self.visual, v_ch, info, self.audio, a_ch = build_trunks(cfg, audio_in_bins=audio_in_bins)
         self.visual_head = nn.Conv2d(v_ch, d, kernel_size=1)
         self.audio_head = nn.Conv2d(a_ch, d, kernel_size=1)
         init_scratch(self.visual_head)
@@ -238,7 +235,7 @@ class JSA(AVModel):
         div, att, recon = emb["div"].float().mean(), emb["att"].float().mean(), emb["recon"].float().mean()
         total = info + self.cfg.w_recon * recon + self.cfg.w_div * div + self.cfg.w_att * att
         with torch.no_grad():
-            acc = (logits.argmax(dim=1) == torch.arange(len(logits), device=logits.device)).float().mean()
+            acc = diagonal_accuracy(logits)
         return total, {"loss_info": info.detach(), "loss_recon": recon.detach(), "loss_div": div.detach(),
                        "loss_att": att.detach(), "masked_frac": masked.float().mean(), "acc_i2a": acc}  # fmt: skip
 

@@ -27,8 +27,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import AVModel, EncoderConfig, MethodEntry, cross_entropy_cols, cross_entropy_rows
-from .encoders import build_audio, build_visual, init_scratch
+from .base import (AVModel, EncoderConfig, MethodEntry, cross_entropy_cols, cross_entropy_rows,
+                   diagonal_accuracy)
+from .encoders import build_trunks, init_scratch
 
 __all__ = ["SLAVCConfig", "SLAVC", "slavc_logits", "build_slavc", "ENTRY"]
 
@@ -74,11 +75,7 @@ class _Branch(nn.Module):
 
     def __init__(self, cfg: SLAVCConfig, audio_in_bins: int) -> None:
         super().__init__()
-        self.visual, v_ch, self.info = build_visual(
-            cfg.visual, widths=cfg.visual_widths, strides=cfg.visual_strides, weights=cfg.visual_weights,
-            pool=cfg.visual_pool,
-        )
-        self.audio, a_ch = build_audio(cfg.audio, in_bins=audio_in_bins, widths=cfg.audio_widths)
+        self.visual, v_ch, self.info, self.audio, a_ch = build_trunks(cfg, audio_in_bins=audio_in_bins)
         self.visual_dropout = nn.Dropout(cfg.visual_dropout)
         self.audio_dropout = nn.Dropout(cfg.audio_dropout)
         self.v1, self.v2 = nn.Conv2d(v_ch, cfg.dim, 1), nn.Conv2d(v_ch, cfg.dim, 1)
@@ -131,7 +128,7 @@ class SLAVC(AVModel):
             z_hat = slavc_logits(e["tv1"], e["tv2"], e["a1"], e["a2"], self.tau, softmax1_over="image")
             first, second = cross_entropy_rows(z), cross_entropy_cols(z_hat)
         with torch.no_grad():
-            acc = (z.argmax(dim=1) == torch.arange(len(z), device=z.device)).float().mean()
+            acc = diagonal_accuracy(z)
         return first + second, {"loss_z": first.detach(), "loss_zhat": second.detach(), "acc_i2a": acc}
 
     @torch.no_grad()

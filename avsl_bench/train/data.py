@@ -11,7 +11,6 @@ with split `test`/`test-neg` (or a negative pair) is refused before a byte of me
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -26,6 +25,8 @@ from torch.utils.data import Dataset, Sampler
 
 from .. import features
 from ..errors import DataFileError, UsageError
+from ..data.plan import keys_sha256
+from ..files import sha256_file
 from .seeding import epoch_permutation, sample_rng
 
 __all__ = [
@@ -90,14 +91,6 @@ def _scan_tar(path: Path, shard: int) -> list[SampleRef]:
     return refs
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @dataclass
 class ShardIndex:
     """Every sample of one or more split directories (or tar files), in shard order."""
@@ -134,7 +127,7 @@ class ShardIndex:
                     manifests[str(src)] = json.loads(mpath.read_text(encoding="utf-8"))
                 except ValueError as exc:
                     raise DataFileError(f"{mpath}: unreadable manifest: {exc}") from exc
-                manifest_sha[str(src)] = _sha256_file(mpath)
+                manifest_sha[str(src)] = sha256_file(mpath)
             else:
                 manifests[str(src)], manifest_sha[str(src)] = None, None
         samples: list[SampleRef] = []
@@ -157,7 +150,7 @@ class ShardIndex:
 
     def keys_sha256(self) -> str:
         """sha256 of the sorted sample keys, one per line (the effective training list)."""
-        return hashlib.sha256("".join(k + "\n" for k in sorted(self.keys)).encode()).hexdigest()
+        return keys_sha256(self.keys)
 
     def shard_digests(self) -> list[dict[str, Any]]:
         """Name, bytes and sha256 of every shard (from manifest.json when it lists them, else hashed here)."""
@@ -168,7 +161,7 @@ class ShardIndex:
                     listed[str(Path(src) / entry["name"])] = entry["sha256"]
         out = []
         for path in self.shards:
-            digest = listed.get(str(path)) or _sha256_file(path)
+            digest = listed.get(str(path)) or sha256_file(path)
             out.append({"path": str(path), "bytes": path.stat().st_size, "sha256": digest})
         return out
 
