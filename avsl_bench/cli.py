@@ -103,6 +103,9 @@ def score_cmd(
                                                 "set, checkpoint sha256, selection final) goes into the result; "
                                                 "default: the run named by <archive>.json from `predict RUN_DIR`.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result JSON to stdout instead of tables.")] = False,
+    retrieval: Annotated[bool, typer.Option("--retrieval", help="Also report cross-modal retrieval R@1/5/10 "
+                                            "(audio→image, image→audio, relevant = same class) from the archive's "
+                                            "audio_embeddings / image_embeddings.")] = False,
     upstream: UpstreamOpt = None,
     flickr_annotations: FlickrOpt = None,
 ) -> None:
@@ -110,17 +113,18 @@ def score_cmd(
 
     An archive written by `avsl-bench predict RUN_DIR` is scored with that run's provenance (its <archive>.json
     summary must match the archive and the run's final checkpoint); `--run` names the run explicitly.
+    `--retrieval` needs an archive carrying embeddings and a benchmark with classes (VGG-SS, synthetic).
     """
     from .benchmarks.load import load_benchmark
     from .errors import UsageError
     from .scoring.persample import MapOptions
-    from .scoring.result import finite_or_none, write_result
+    from .scoring.result import RETRIEVAL_DIRECTIONS, RETRIEVAL_KEYS, finite_or_none, write_result
     from .scoring.score import MethodInfo, ScoreOptions, score
     from .train.reproduce import archive_method_info
 
     try:
         options = ScoreOptions(maps=MapOptions(binarize, resize, align_corners), gamma=gamma,
-                               allow_missing=allow_missing, bootstrap=bootstrap, seed=seed)
+                               allow_missing=allow_missing, bootstrap=bootstrap, seed=seed, retrieval=retrieval)
         info = archive_method_info(predictions, run, name=method)
         if info is None:
             info = MethodInfo(name=method or "unnamed", checkpoint_selection=checkpoint_selection or "unspecified")
@@ -136,7 +140,14 @@ def score_cmd(
     if as_json:
         sys.stdout.write(json.dumps(finite_or_none(result), indent=2, sort_keys=True) + "\n")
         return
-    console.print(_metrics_table(result))
+    table = _metrics_table(result)
+    if "retrieval" in result:
+        block = result["retrieval"]
+        for direction in RETRIEVAL_DIRECTIONS:
+            label = direction.replace("_to_", "→").replace("audio", "A").replace("image", "I")
+            values = " / ".join(_fmt(block[direction][key])[0] for key in RETRIEVAL_KEYS)
+            table.add_row(f"retrieval {label} R@1/5/10", values, f"{block['queries']:,} queries")
+    console.print(table)
     counts = result["counts"]
     console.print(f"scored {counts['scored']:,} of {counts['expected']:,} samples"
                   f" ({counts['missing']:,} missing, {counts['nan_ciou']} NaN cIoU)")

@@ -9,6 +9,9 @@ A method model is an `nn.Module` with three entry points:
   cos/τ, so the fixed-range form is Â = (τ·A + 1) / 2, `map_range = "cosine"`; maps already in [0, 1], such as
   JSA's per-image normalised mix, set `map_range = "unit"` and are written as they are).
 
+Optional: `sample_scores(image, audio)` (explicit confidences) and `embeddings(image, audio) -> (image_emb,
+audio_emb) | None` (global embeddings for cross-modal retrieval; `predict` writes them into the archive).
+
 Models never read files and never score; the loop and `predict` do that.
 """
 
@@ -57,6 +60,11 @@ class AVModel(nn.Module):
     def sample_scores(self, image: torch.Tensor, audio: torch.Tensor) -> torch.Tensor | None:
         """Explicit per-sample confidences, if the method defines them (default: none; the scorer then uses the
         top-quarter mean of the map)."""
+        return None
+
+    def embeddings(self, image: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Global (image_emb, audio_emb), each (B, D), for cross-modal retrieval (eval mode), if the method defines
+        them (default: none; `predict` then writes no embeddings)."""
         return None
 
 

@@ -68,6 +68,11 @@ class EZVSL(AVModel):
         v, a = self.embed_visual(image).float(), self.embed_audio(audio).float()
         return torch.einsum("ndhw,nd->nhw", v, a) / self.tau
 
+    @torch.no_grad()
+    def embeddings(self, image: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image: spatial max-pool of the normalised visual map (EZ-VSL's global embedding); audio: a."""
+        return self.embed_visual(image).float().amax(dim=(2, 3)), self.embed_audio(audio).float()
+
 
 def build_ezvsl(cfg: EZVSLConfig, **kwargs) -> EZVSL:
     return EZVSL(cfg, **kwargs)

@@ -250,6 +250,15 @@ class JSA(AVModel):
             ca = slot_attention_weights(o["q_a"], o["k_v"], scale)[:, 0].reshape(-1, h, w)
             return self.cfg.alpha * minmax(ca) + (1.0 - self.cfg.alpha) * minmax(ia)
 
+    @torch.no_grad()
+    def embeddings(self, image: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Target-slot embeddings (ŝ_v⁰, ŝ_a⁰): L2-normalised slot 0 of each modality, unmasked (eval mode)."""
+        v_tok, _ = self.visual_tokens(image)
+        a_tok = self.audio_tokens(audio)
+        with self._fp32(v_tok.device):
+            o = self._slots(v_tok.float(), a_tok.float())
+            return F.normalize(o["s_v"][:, 0], dim=-1), F.normalize(o["s_a"][:, 0], dim=-1)
+
 
 def build_jsa(cfg: JSAConfig, **kwargs) -> JSA:
     return JSA(cfg, **kwargs)

@@ -1,4 +1,11 @@
-"""The result file (`avsl-bench/result@1`, protocol §8) and its per-sample parquet table."""
+"""The result file (`avsl-bench/result@1`, protocol §8) and its per-sample parquet table.
+
+Optional block `retrieval` (only with `score --retrieval`, from the archive's embeddings; see
+`scoring.retrieval`): ``{"convention": str, "queries": int, "classes": int, "embedding_dim": int,
+"excluded": {"negatives": int, "positives_without_class": int}, "audio_to_image": {"r1", "r5", "r10"},
+"image_to_audio": {"r1", "r5", "r10"}}`` with recalls as fractions in [0, 1]. It is not derived from the
+per-sample table (the leaderboard's re-score does not check it).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +22,8 @@ from ..files import atomic_write, sha256_file, write_text_atomic
 
 SCHEMA = "avsl-bench/result@1"
 CHECKPOINT_SELECTIONS = ("final", "early_stopping", "unspecified")
+RETRIEVAL_DIRECTIONS = ("audio_to_image", "image_to_audio")
+RETRIEVAL_KEYS = ("r1", "r5", "r10")
 PER_SAMPLE_COLUMNS = ("id", "positive", "negative_type", "size_bucket", "area", "ciou", "confidence", "mse", "missing")
 
 

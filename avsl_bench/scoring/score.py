@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 
 from ..benchmarks.load import BenchmarkData
-from ..errors import UsageError
+from ..errors import SubmissionError, UsageError
 from ..files import sha256_file
 from ..provenance import tool_info
 from . import bootstrap
 from .metrics import curves, metric_values
 from .persample import MapOptions, per_sample_table
 from .result import CHECKPOINT_SELECTIONS, SCHEMA
-from .submission import open_submission
+from .submission import Submission, open_submission, validate_ids
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class ScoreOptions:
     seed: int = 0
     level: float = 0.95
     chunk_size: int = 128
+    retrieval: bool = False  # cross-modal R@k from the archive's embeddings (result block `retrieval`)
 
 
 def benchmark_fingerprint(bench: BenchmarkData) -> str:
@@ -87,15 +88,59 @@ def score_table(table: pd.DataFrame, bench_extended: bool, options: ScoreOptions
     return metrics, strata
 
 
+def _retrieval_rows(submission: Submission, bench: BenchmarkData, allow_missing: bool) -> tuple[np.ndarray, list]:
+    """Archive positions and classes of the retrieval samples (positives with a class, benchmark order).
+
+    Checked before any map is read: the benchmark has classes, the archive carries embeddings, and every
+    such positive is in the archive (retrieval never scores a missing sample).
+    """
+    labelled = [i for i in range(len(bench.ids)) if bench.positive[i] and bench.classes[i] is not None]
+    if not labelled:
+        raise UsageError(f"cross-modal retrieval needs class labels, and {bench.spec.protocol} has none for its "
+                         "positives (use a benchmark with classes: VGG-SS or synthetic)")
+    submission.require_embeddings()
+    validate_ids(submission, bench.ids, allow_missing)
+    position = {sample: j for j, sample in enumerate(submission.ids)}
+    absent = [bench.ids[i] for i in labelled if bench.ids[i] not in position]
+    if absent:
+        raise SubmissionError(submission.path, f"cross-modal retrieval needs the embeddings of every positive; "
+                                               f"{len(absent):,} are missing (e.g. {absent[0]!r})")
+    return (np.array([position[bench.ids[i]] for i in labelled], dtype=np.int64),
+            [bench.classes[i] for i in labelled])
+
+
+def retrieval_block(submission: Submission, bench: BenchmarkData, rows: np.ndarray, labels: list) -> dict:
+    """The result's `retrieval` block: R@1/5/10 audio→image and image→audio, counts and the convention."""
+    from .retrieval import CONVENTION, DEFAULT_KS, cross_modal_recall
+
+    emb = submission.read_embeddings(rows)
+    recall = cross_modal_recall(emb.audio, emb.image, labels, DEFAULT_KS)
+    n_no_class = int(sum(1 for p, c in zip(bench.positive, bench.classes) if p and c is None))
+    return {
+        "convention": CONVENTION + "; gallery order = benchmark evaluation order",
+        "queries": len(rows),
+        "classes": len(set(labels)),
+        "embedding_dim": int(submission.embedding_dim),
+        "excluded": {"negatives": bench.n_negatives, "positives_without_class": n_no_class},
+        **{direction: {f"r{k}": value for k, value in by_k.items()} for direction, by_k in recall.items()},
+    }
+
+
 def score(
     submission_path: str | Path, bench: BenchmarkData, options: ScoreOptions = ScoreOptions(),
     method: MethodInfo = MethodInfo(),
 ) -> tuple[dict, pd.DataFrame]:
-    """Score one prediction archive against a loaded benchmark. Returns (result dict, per-sample table)."""
+    """Score one prediction archive against a loaded benchmark. Returns (result dict, per-sample table).
+
+    With `options.retrieval` the result also holds a `retrieval` block (`retrieval_block`).
+    """
     with open_submission(submission_path) as submission:
+        if options.retrieval:
+            rows, labels = _retrieval_rows(submission, bench, options.allow_missing)
         table = per_sample_table(
             submission, bench, options.maps, allow_missing=options.allow_missing, chunk_size=options.chunk_size
         )
+        retrieval = retrieval_block(submission, bench, rows, labels) if options.retrieval else None
     metrics, strata = score_table(table, bench.spec.extended, options)
     if "max_f1" in metrics:
         from .functional import round_legacy_f1
@@ -144,4 +189,6 @@ def score(
         "strata": strata,
         "curves": curves(table, options.gamma) if bench.spec.extended else {},
     }
+    if retrieval is not None:
+        result["retrieval"] = retrieval
     return result, table

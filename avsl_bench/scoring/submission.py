@@ -2,7 +2,9 @@
 
 A submission is a zip of ``.npy`` members in one of two layouts:
 
-(a) ``ids`` (1-D unicode array) + ``maps`` (N×H×W float16/32/64) [+ ``scores`` (N,) float];
+(a) ``ids`` (1-D unicode array) + ``maps`` (N×H×W float16/32/64) [+ ``scores`` (N,) float]
+    [+ ``audio_embeddings`` and ``image_embeddings``, both or neither: (N, D) float16/32/64, 1 ≤ D ≤ 4096,
+    row i belonging to ids[i]; used only by cross-modal retrieval, `score --retrieval`];
 (b) one 2-D float array per sample, the member name being ``<id>.npy``.
 
 Nothing is ever unpickled and nothing is loaded whole: every member's ``.npy`` header is parsed
@@ -37,7 +39,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -46,6 +48,9 @@ from avsl_bench.errors import SubmissionError
 from avsl_bench.files import atomic_write, sha256_file
 
 __all__ = [
+    "EMBEDDING_MEMBERS",
+    "Embeddings",
+    "MAX_EMBEDDING_DIM",
     "MAX_UNCOMPRESSED_BYTES",
     "MAX_MEMBERS",
     "MAX_ID_LENGTH",
@@ -70,13 +75,26 @@ MAX_ID_LENGTH = 200
 MAX_CHUNK_BYTES = 256 << 20
 """A chunk never holds more than this many bytes of float32 maps (fewer rows for large maps)."""
 
-_LAYOUT_A = {"ids.npy", "maps.npy", "scores.npy"}
+MAX_EMBEDDING_DIM = 4096
+"""Widest accepted embedding (D of the optional ``audio_embeddings`` / ``image_embeddings``)."""
+
+EMBEDDING_MEMBERS = ("image_embeddings", "audio_embeddings")
+"""The optional layout-(a) embedding arrays (names without ``.npy``); an archive carries both or neither."""
+
+_LAYOUT_A = {"ids.npy", "maps.npy", "scores.npy"} | {f"{name}.npy" for name in EMBEDDING_MEMBERS}
 _MAX_HEADER_SIZE = 10_000  # numpy's own default for untrusted headers
 _READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, struct.error,
                 ValueError, NotImplementedError, RuntimeError)
 _FLOAT_SIZES = (2, 4, 8)
 _FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 _RawChunk = tuple[list[str], np.ndarray, np.dtype]  # ids, maps as stored (unchecked), stored dtype
+
+
+class Embeddings(NamedTuple):
+    """Row-aligned float32 (N, D) embeddings read from a submission (image first, as models return them)."""
+
+    image: np.ndarray
+    audio: np.ndarray
 
 
 # --------------------------------------------------------------------------------------------------
@@ -162,19 +180,24 @@ class Submission:
         shape: (H, W) of every map.
         dtype: stored dtype of the maps (layout b: of the first member; members may differ).
         scores: explicit per-sample confidences as float64 (layout a only), or None.
+        embedding_dim: D of the (validated) ``audio_embeddings`` / ``image_embeddings`` (layout a only), or
+            None when the archive carries none; read them with `read_embeddings`.
 
     The archive stays open until `close()` (or the end of a ``with`` block).
     """
 
     def __init__(self, path: Path, zf: zipfile.ZipFile, layout: str, ids: list[str], shape: tuple[int, int],
                  dtype: np.dtype, scores: np.ndarray | None, members: list[zipfile.ZipInfo],
-                 maps_header: _Header | None) -> None:
+                 maps_header: _Header | None,
+                 embeddings: dict[str, tuple[zipfile.ZipInfo, _Header]] | None = None) -> None:
         self.path = path
         self.layout = layout
         self.ids = ids
         self.shape = shape
         self.dtype = dtype
         self.scores = scores
+        self._embeddings = embeddings
+        self.embedding_dim = None if embeddings is None else embeddings["audio_embeddings"][1].shape[1]
         self._zf = zf
         self._members = members  # layout a: [maps.npy]; layout b: one per sample, archive order
         self._maps_header = maps_header
@@ -223,6 +246,35 @@ class Submission:
         if isinstance(self._hash, BaseException):
             raise SubmissionError(self.path, f"cannot read file: {_reason(self._hash)}")
         return self._hash
+
+    # -- embeddings -------------------------------------------------------------------------------
+
+    def require_embeddings(self) -> int:
+        """D of the archive's embeddings; `SubmissionError` when it carries none."""
+        if self._embeddings is None:
+            where = "layout (b) cannot carry them" if self.layout == "b" else "this archive has none"
+            raise SubmissionError(self.path, f"no embeddings: cross-modal retrieval needs the optional "
+                                             f"{' and '.join(repr(m) for m in EMBEDDING_MEMBERS)} arrays ({where})")
+        return self.embedding_dim
+
+    def read_embeddings(self, rows: Sequence[int] | np.ndarray | None = None) -> Embeddings:
+        """The embeddings of the samples at archive positions `rows` (default all), in that order, as float32.
+
+        Read in bounded chunks and checked again (finite, no all-zero row); raises `SubmissionError` when the
+        archive carries no embeddings.
+        """
+        self.require_embeddings()
+        if self._zf.fp is None:
+            raise ValueError(f"submission {str(self.path)!r} is closed")
+        n = len(self.ids)
+        rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64).reshape(-1)
+        if rows.size and (rows.min() < 0 or rows.max() >= n):
+            raise ValueError(f"rows must be archive positions in [0, {n})")
+        out = {}
+        for name in EMBEDDING_MEMBERS:
+            info, header = self._embeddings[name]
+            out[name] = _scan_embeddings(self.path, self._zf, info, header, self.ids, name, rows)
+        return Embeddings(out["image_embeddings"], out["audio_embeddings"])
 
     # -- streaming --------------------------------------------------------------------------------
 
@@ -432,7 +484,9 @@ def open_submission(
     at most `max_uncompressed_bytes`; stored or deflated, unencrypted ``.npy`` members; one layout,
     not both; layout (a): ``ids`` 1-D unicode, ids non-empty and at most 200 characters, ``maps``
     3-D float16/32/64 in C order with as many rows as ids, member sizes matching their headers,
-    ``scores`` (N,) finite floats; layout (b): member names are valid ids, the first member is a
+    ``scores`` (N,) finite floats, ``audio_embeddings`` / ``image_embeddings`` both or neither, (N, D) float
+    in C order with the same 1 ≤ D ≤ 4096, every row finite and not all zero (streamed once here);
+    layout (b): member names are valid ids, the first member is a
     2-D float map (the others are checked while streaming). The archive's sha256 starts computing
     in a background thread unless `hash_in_background` is False.
     """
@@ -556,7 +610,8 @@ def _open_a(path: Path, zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], max_m
 
     ids = _read_ids(path, zf, by_name["ids.npy"], n)
     scores = _read_scores(path, zf, by_name["scores.npy"], ids) if "scores.npy" in by_name else None
-    return Submission(path, zf, "a", ids, (h, w), header.dtype, scores, [maps_info], header)
+    embeddings = _open_embeddings(path, zf, by_name, ids)
+    return Submission(path, zf, "a", ids, (h, w), header.dtype, scores, [maps_info], header, embeddings)
 
 
 def _read_ids(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, n: int) -> list[str]:
@@ -624,9 +679,98 @@ def _read_scores(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, ids: li
     return scores
 
 
+def _open_embeddings(path: Path, zf: zipfile.ZipFile, by_name: dict[str, zipfile.ZipInfo], ids: list[str]
+                     ) -> dict[str, tuple[zipfile.ZipInfo, _Header]] | None:
+    """Validate the optional embedding pair: both or neither, (N, D) float, same D, values finite and non-zero."""
+    present = [name for name in EMBEDDING_MEMBERS if f"{name}.npy" in by_name]
+    if not present:
+        return None
+    if len(present) == 1:
+        other = next(name for name in EMBEDDING_MEMBERS if name not in present)
+        raise SubmissionError(path, f"{present[0]!r} without {other!r}: an archive carries both embeddings or neither")
+    n = len(ids)
+    found: dict[str, tuple[zipfile.ZipInfo, _Header]] = {}
+    for name in EMBEDDING_MEMBERS:
+        info = by_name[f"{name}.npy"]
+        raw, _, header = _read_member_header(path, zf, info)
+        raw.close()
+        if not _is_float(header.dtype):
+            raise SubmissionError(path, f"{name}: {_describe(header.dtype)} (need float16/32/64)")
+        if len(header.shape) != 2:
+            raise SubmissionError(path, f"{name} must be 2-D (N, D), got shape {header.shape}")
+        if header.shape[0] != n:
+            raise SubmissionError(path, f"{name} has {header.shape[0]:,} rows but there are {n:,} ids")
+        if not 1 <= header.shape[1] <= MAX_EMBEDDING_DIM:
+            raise SubmissionError(path, f"{name} has dimension D = {header.shape[1]:,} (need 1 ≤ D ≤ "
+                                        f"{MAX_EMBEDDING_DIM})")
+        if header.fortran_order:
+            raise SubmissionError(path, f"{name} is stored in Fortran order; save np.ascontiguousarray({name})")
+        _check_member_size(path, info, header)
+        found[name] = (info, header)
+    dims = {name: header.shape[1] for name, (_, header) in found.items()}
+    if len(set(dims.values())) != 1:
+        sizes = ", ".join(f"{name} D = {dim}" for name, dim in dims.items())
+        raise SubmissionError(path, f"embedding dimensions differ: {sizes}")
+    for name, (info, header) in found.items():
+        _scan_embeddings(path, zf, info, header, ids, name, None)
+    return found
+
+
+def _scan_embeddings(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, header: _Header, ids: list[str],
+                     name: str, rows: np.ndarray | None) -> np.ndarray | None:
+    """Stream one embedding member in bounded chunks, checking every row; return float32 `rows` (None: check only)."""
+    n, d = header.shape
+    slot = None
+    if rows is not None:
+        unique, inverse = np.unique(rows, return_inverse=True)
+        if len(unique) < len(rows):  # repeated rows: read each once, then expand
+            return _scan_embeddings(path, zf, info, header, ids, name, unique)[inverse.reshape(-1)]
+        slot = np.full(n, -1, dtype=np.int64)
+        slot[rows] = np.arange(len(rows))
+        out = np.empty((len(rows), d), dtype=np.float32)
+    step = max(1, (16 << 20) // (d * header.dtype.itemsize))
+    raw, fp, got = _read_member_header(path, zf, info)
+    with raw:
+        if got != header:
+            raise SubmissionError(path, f"the {name} header changed while reading (file modified?)")
+        for start in range(0, n, step):
+            count = min(step, n - start)
+            stored = np.frombuffer(_read_or_fail(path, fp, count * d * header.dtype.itemsize, info.filename),
+                                   dtype=header.dtype).reshape(count, d)
+            with np.errstate(over="ignore", under="ignore"):
+                chunk = stored.astype(np.float32)
+            _check_embedding_rows(path, name, stored, chunk, ids[start : start + count])
+            if slot is not None:
+                sel = slot[start : start + count]
+                keep = sel >= 0
+                out[sel[keep]] = chunk[keep]
+        _read_or_fail(path, fp, 1, info.filename, at_end=True)
+    return None if rows is None else out
+
+
+def _check_embedding_rows(path: Path, name: str, stored: np.ndarray, chunk: np.ndarray, ids: list[str]) -> None:
+    finite = np.isfinite(chunk).all(axis=1)
+    if not finite.all():
+        j = int(np.argmin(finite))
+        if np.isnan(stored[j]).any():
+            problem = "contains NaN"
+        elif np.isinf(stored[j]).any():
+            problem = "contains inf"
+        else:
+            problem = "has a value beyond the float32 range"
+        raise SubmissionError(path, f"{name} row {problem}", ids[j])
+    zero = ~chunk.any(axis=1)
+    if zero.any():
+        raise SubmissionError(path, f"{name} row is all zeros in float32 (cosine similarity undefined)",
+                              ids[int(np.argmax(zero))])
+
+
 def _open_b(path: Path, zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> Submission:
     if any(info.filename == "scores.npy" for info in infos):
         raise SubmissionError(path, "'scores' is only accepted with layout (a) ('ids' + 'maps')")
+    for name in EMBEDDING_MEMBERS:
+        if any(info.filename == f"{name}.npy" for info in infos):
+            raise SubmissionError(path, f"{name!r} is only accepted with layout (a) ('ids' + 'maps')")
     ids = [_check_id(path, info.filename[:-4], f"member {info.filename!r}") for info in infos]
     first = infos[0]
     raw, _, header = _read_member_header(path, zf, first)
@@ -679,13 +823,16 @@ def write_submission(
     maps: np.ndarray | Iterable[np.ndarray],
     scores: Sequence[float] | np.ndarray | None = None,
     compressed: bool = False,
+    embeddings: tuple[np.ndarray, np.ndarray] | Callable[[], tuple[np.ndarray, np.ndarray] | None] | None = None,
 ) -> None:
     """Write a layout (a) submission atomically (temp file + rename); readable by `np.load`.
 
     `maps` is an (N, H, W) float16/32/64 array, or an iterable of (B, H, W) chunks of one shape and
     dtype (streamed: predictors need not hold all maps). `scores`, when given, is N finite numbers
-    (stored as float64 unless already float). `compressed` deflates the members. Member timestamps are
-    fixed, so the same inputs give the same bytes.
+    (stored as float64 unless already float). `embeddings`, when given, is ``(image, audio)``: two
+    (N, D) float arrays written as ``image_embeddings`` / ``audio_embeddings``, or a callable returning
+    that pair (or None) once all maps are written (streamed predictors collect them on the way).
+    `compressed` deflates the members. Member timestamps are fixed, so the same inputs give the same bytes.
     """
     id_list = [_valid_write_id(value, i) for i, value in enumerate(ids)]
     n = len(id_list)
@@ -732,6 +879,11 @@ def write_submission(
         if score_arr is not None:
             with zf.open(_zip_info("scores.npy", method), "w", force_zip64=True) as out:
                 npy_format.write_array(out, score_arr, allow_pickle=False)
+        pair = embeddings() if callable(embeddings) else embeddings
+        if pair is not None:
+            for name, arr in zip(EMBEDDING_MEMBERS, _valid_write_embeddings(pair, n)):
+                with zf.open(_zip_info(f"{name}.npy", method), "w", force_zip64=True) as out:
+                    npy_format.write_array(out, arr, allow_pickle=False)
 
 
 def _zip_info(name: str, method: int) -> zipfile.ZipInfo:
@@ -751,6 +903,27 @@ def _valid_write_id(value: object, index: int) -> str:
     if not value or len(value) > MAX_ID_LENGTH or "\x00" in value:
         raise ValueError(f"ids[{index}] must be 1 to {MAX_ID_LENGTH} characters without NUL, got {value!r}")
     return value
+
+
+def _valid_write_embeddings(pair: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        raise ValueError("embeddings must be a pair (image, audio) of (N, D) arrays")
+    arrays = []
+    for name, value in zip(EMBEDDING_MEMBERS, pair):
+        arr = np.ascontiguousarray(value)
+        if not _is_float(arr.dtype) or arr.ndim != 2 or arr.shape[0] != n:
+            raise ValueError(f"{name} must be a ({n}, D) float16/32/64 array, got shape {arr.shape} dtype {arr.dtype}")
+        if not 1 <= arr.shape[1] <= MAX_EMBEDDING_DIM:
+            raise ValueError(f"{name}: D must be in [1, {MAX_EMBEDDING_DIM}], got {arr.shape[1]}")
+        with np.errstate(over="ignore", under="ignore"):
+            as32 = arr.astype(np.float32)
+        if not np.isfinite(as32).all() or not as32.any(axis=1).all():
+            raise ValueError(f"{name} must be finite in float32, with no all-zero row")
+        arrays.append(arr)
+    if arrays[0].shape != arrays[1].shape:
+        raise ValueError(f"image and audio embeddings must have the same shape, got {arrays[0].shape} and "
+                         f"{arrays[1].shape}")
+    return arrays[0], arrays[1]
 
 
 def _valid_write_chunk(chunk: Any, like: tuple[np.dtype, tuple[int, ...]] | None) -> np.ndarray:

@@ -5,6 +5,9 @@ grid map A for every sample of the given shard directories (positives and negati
 (bicubic, align_corners=False, float32) and writes the fixed-range map Â = (τ·A + 1)/2 in the submission layout.
 Explicit per-sample scores are written only if the method defines them (EZ-VSL and SLAVC do not; the scorer then
 uses the top-quarter mean). `ogl` adds the OGL prior with the rule of the protocol (baselines spec §2.4).
+When the method defines global embeddings (`AVModel.embeddings`: EZ-VSL, JSA), the archive also carries
+``image_embeddings`` / ``audio_embeddings`` (float32, row-aligned with the ids) for `score --retrieval`; audio-control
+archives (`audio_from`) carry none.
 """
 
 from __future__ import annotations
@@ -130,7 +133,7 @@ def predict(
     `ogl`: False (AV map Â only), "classic" (minmax(0.4·minmax(A) + 0.6·minmax(O))), "extended"
     (0.9·Â + 0.1·O/2.5), or True = "extended" if the data hold negatives else "classic".
     `audio_from` (controls only): frame key → key of the sample whose audio is paired with it; the archive then
-    holds the frame keys. Returns the summary also written to `<out>.json`.
+    holds the frame keys (and no embeddings). Returns the summary also written to `<out>.json`.
     """
     dev = resolve_device(device)
     model, recipe, run = load_run(run_dir, device=dev, checkpoint=checkpoint)
@@ -146,11 +149,20 @@ def predict(
     dataset = AVDataset(index, recipe.input, mode="eval", ogl_image=prior is not None)
     ids, items = _items(index, audio_from)
     loader = _loader(dataset, items, batch_size or recipe.inference.batch_size, workers)
+    collected: dict[str, list[np.ndarray]] | None = {"image": [], "audio": []} if audio_from is None else None
 
     def chunks() -> Iterator[np.ndarray]:
+        nonlocal collected
         with torch.no_grad():
             for batch in loader:
                 image = features.normalize_image(batch["image"].to(dev))
+                if collected is not None:
+                    emb = model.embeddings(image, batch["audio"].to(dev))
+                    if emb is None:
+                        collected = None  # the method defines no embeddings
+                    else:
+                        collected["image"].append(emb[0].float().cpu().numpy())
+                        collected["audio"].append(emb[1].float().cpu().numpy())
                 grid = model.localize(image, batch["audio"].to(dev))
                 av = M.upsample(grid)
                 av_fixed = M.fixed_range(av, model.tau) if model.map_range == "cosine" else av
@@ -163,7 +175,12 @@ def predict(
 
     from ..scoring.submission import write_submission
 
-    write_submission(out, ids, chunks(), scores=None, compressed=compressed)
+    def embeddings() -> tuple[np.ndarray, np.ndarray] | None:
+        if collected is None:
+            return None
+        return np.concatenate(collected["image"]), np.concatenate(collected["audio"])
+
+    write_submission(out, ids, chunks(), scores=None, compressed=compressed, embeddings=embeddings)
     summary = {
         "run": str(run_dir),
         "method": run["method"],
@@ -177,6 +194,8 @@ def predict(
         "ogl_weights": None if prior is None else prior.info.to_json(),
         "controls": None if audio_from is None else "audio_from",
         "scores": None,
+        "embeddings": None if collected is None else {"dim": int(collected["audio"][0].shape[1]),
+                                                      "image": "image_embeddings", "audio": "audio_embeddings"},
         "submission": {"file": Path(out).name, "sha256": sha256_file(out)},
         "tool": tool_info(),
     }  # fmt: skip

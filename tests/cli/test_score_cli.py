@@ -215,3 +215,123 @@ def test_oversized_declared_archive_is_refused(tmp_path, tiny, monkeypatch):
     result = _invoke("score", preds, "-b", TINY, "--bootstrap", "0")
     assert result.exit_code == 2 and "big.npz" in result.output
     assert zipfile.is_zipfile(preds)
+
+
+# ---------------------------------------------------------------- cross-modal retrieval (--retrieval)
+
+
+def _class_embeddings(bench, noise: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(image, audio): a class prototype plus noise per sample (negatives: their frame's class, or random)."""
+    rng = np.random.default_rng(seed)
+    names = sorted({c for c in bench.classes if c is not None})
+    proto = rng.standard_normal((len(names), 16))
+    base = np.stack([proto[names.index(c)] if c is not None else rng.standard_normal(16) for c in bench.classes])
+    return ((base + noise * rng.standard_normal(base.shape)).astype(np.float32),
+            (base + noise * rng.standard_normal(base.shape)).astype(np.float32))
+
+
+def test_score_retrieval_end_to_end(tmp_path, tiny):
+    from avsl_bench.scoring.retrieval import cross_modal_recall
+
+    image, audio = _class_embeddings(tiny, 0.8)
+    order = np.random.default_rng(1).permutation(len(tiny.ids))  # archive order ≠ benchmark order
+    preds = tmp_path / "preds.npz"
+    write_submission(preds, [tiny.ids[i] for i in order], _oracle_maps(tiny, 0.3)[order],
+                     embeddings=(image[order], audio[order]))
+    out = tmp_path / "result.json"
+    result = _invoke("score", preds, "-b", TINY, "--bootstrap", "20", "--retrieval", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "retrieval A→I R@1/5/10" in result.output and "retrieval I→A R@1/5/10" in result.output
+    data = json.loads(out.read_text())
+    block = data["retrieval"]
+    assert block["queries"] == 64 and block["embedding_dim"] == 16 and block["classes"] == 8
+    assert block["excluded"] == {"negatives": 64, "positives_without_class": 0}
+    assert "own pair" in block["convention"]
+    positives = np.flatnonzero(tiny.positive)
+    expected = cross_modal_recall(audio[positives], image[positives], [tiny.classes[i] for i in positives])
+    for direction in ("audio_to_image", "image_to_audio"):
+        by_k = block[direction]
+        assert by_k == {f"r{k}": v for k, v in expected[direction].items()}
+        assert 0.0 < by_k["r1"] <= by_k["r5"] <= by_k["r10"] <= 1.0
+    # without the option nothing changes
+    plain = _invoke("score", preds, "-b", TINY, "--bootstrap", "20", "--json")
+    assert plain.exit_code == 0, plain.output
+    plain_data = json.loads(plain.stdout)
+    assert "retrieval" not in plain_data and "retrieval" not in plain.stdout
+    assert plain_data["metrics"] == data["metrics"] and plain_data["options"] == data["options"]
+
+
+def test_score_retrieval_errors(tmp_path, tiny):
+    image, audio = _class_embeddings(tiny, 0.5)
+    maps = _oracle_maps(tiny, 0.3)[:, :8, :8].copy()
+    bare = tmp_path / "bare.npz"
+    write_submission(bare, tiny.ids, maps)
+    nan = tmp_path / "nan.npz"
+    np.savez(nan, ids=np.array(tiny.ids), maps=maps, image_embeddings=image,
+             audio_embeddings=np.where(np.arange(len(tiny.ids))[:, None] == 5, np.nan, audio))
+    missing = tmp_path / "missing.npz"
+    write_submission(missing, tiny.ids[1:], maps[1:], embeddings=(image[1:], audio[1:]))
+    cases = {bare: "no embeddings", nan: "NaN", missing: "missing"}
+    for path, words in cases.items():
+        result = _invoke("score", path, "-b", TINY, "--bootstrap", "0", "--retrieval", "--allow-missing")
+        assert result.exit_code == 2, (path.name, result.output)
+        message = result.output.strip()
+        assert "\n" not in message and "Traceback" not in message and path.name in message, message
+        assert words in message, message
+    assert repr(tiny.ids[5]) in _invoke("score", nan, "-b", TINY, "--bootstrap", "0").output  # always validated
+    assert _invoke("score", bare, "-b", TINY, "--bootstrap", "0").exit_code == 0
+
+
+def test_predict_writes_embeddings_for_ezvsl(tmp_path):
+    from avsl_bench.scoring.retrieval import cross_modal_recall
+    from avsl_bench.train.loop import train
+    from tests.train.conftest import tiny_recipe, write_split
+
+    train_dir = write_split(tmp_path / "train", "train", 16)  # one step: the weights need not be good
+    test_dir = write_split(tmp_path / "test", "test", 12, seed=1)
+    recipe = tiny_recipe(tmp_path / "ezvsl.toml", "ezvsl")
+    train("ezvsl", train_dir, tmp_path / "run", recipe, device="cpu", seed=0, epochs=1)
+    out = tmp_path / "preds.npz"
+    result = _invoke("predict", tmp_path / "run", "--data", test_dir, "--out", out, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "preds.npz.json").read_text())
+    assert summary["embeddings"] == {"dim": 16, "image": "image_embeddings", "audio": "audio_embeddings"}
+    from avsl_bench.scoring.submission import open_submission
+
+    with open_submission(out) as sub:
+        assert sub.embedding_dim == 16
+        emb = sub.read_embeddings()
+        ids = sub.ids
+    assert emb.image.shape == emb.audio.shape == (12, 16)
+    np.testing.assert_allclose(np.linalg.norm(emb.audio, axis=1), 1.0, atol=1e-5)  # normalised a
+    assert np.abs(emb.image).max() <= 1.0 + 1e-5  # channel-wise max over locations of unit vectors
+    labels = [int(key.rsplit("_", 1)[1]) % 4 for key in ids]  # the fixture's class of sample i is i % 4
+    recall = cross_modal_recall(emb.audio, emb.image, labels)
+    for by_k in recall.values():  # an untrained model: only the bounds are known
+        assert 0.0 <= by_k[1] <= by_k[5] <= by_k[10] <= 1.0
+
+
+def test_model_embeddings_contract():
+    import torch
+
+    from avsl_bench.models import build_model, get_method
+
+    small = dict(visual="small_cnn", visual_widths=(8, 8, 8, 16, 16), visual_strides=(2, 2, 1, 2, 1),
+                 visual_weights="", audio="conv1d", audio_widths=(16, 16, 16), dim=16, tau=0.07)
+    g = torch.Generator().manual_seed(0)
+    image, audio = torch.randn(3, 3, 32, 32, generator=g), torch.randn(3, 32, 50, generator=g)
+    for method in ("ezvsl", "jsa", "slavc"):
+        torch.manual_seed(0)
+        model = build_model(method, get_method(method).config_cls(**small), audio_in_bins=32).eval()
+        emb = model.embeddings(image, audio)
+        if method == "slavc":
+            assert emb is None  # not defined: predict writes none
+            continue
+        v, a = emb
+        assert v.shape == a.shape == (3, 16) and torch.isfinite(v).all() and torch.isfinite(a).all()
+        if method == "jsa":  # target slots ŝ_v⁰, ŝ_a⁰ are unit vectors
+            assert torch.allclose(v.norm(dim=1), torch.ones(3), atol=1e-5)
+        else:  # EZ-VSL: spatial max-pool of the normalised visual map
+            assert torch.equal(v, model.embed_visual(image).amax(dim=(2, 3)))
+        assert torch.allclose(a.norm(dim=1), torch.ones(3), atol=1e-5)
+        assert torch.equal(v, model.embeddings(image, audio)[0])  # eval: deterministic
