@@ -1,12 +1,14 @@
-"""Cut throughput: naive two-process cutting vs prepare's one-process cut in a worker pool.
+"""Cut throughput: naive two-process cutting vs prepare's way (in-process PyAV cutter in a thread pool).
 
 Generates N 10 s test clips (testsrc2 320x240 25 fps + sine, H.264/AAC mp4; mpeg4 if the ffmpeg lacks libx264),
 then times
-  (1) naive:   per clip one ffmpeg for the frame and one for the audio, sequential, default threading;
-  (2) cut:     `avsl_bench.data.cut.cut_clip` (one process, two inputs, two outputs, -threads 1) in a thread pool;
-  (3) prepare: the whole `run_prepare` engine (local source, cut pool, deterministic tar + parquet + stats).
-Wall-clock clips/s depends on what else runs on the machine, so CPU seconds per clip (children's user+sys) are
-printed too: `cores / cpu_per_clip` is the throughput an idle machine with that many cores can reach.
+  (1) naive:        per clip one ffmpeg for the frame and one for the audio, sequential, default threading;
+  (2) cut, ffmpeg:  `cut_clip(cutter="ffmpeg")` (one process, two inputs, -threads 1) in a thread pool;
+  (3) cut, pyav:    `cut_clip(cutter="pyav")` (in-process, one thread per clip) in a thread pool;
+  (4) prepare:      the whole `run_prepare` engine with its default cutter (local source, cut pool,
+                    deterministic tar + parquet + stats) = prepare's way.
+Wall-clock clips/s depends on what else runs on the machine, so CPU seconds per clip (this process and its
+children, user+sys) are printed too: `cores / cpu_per_clip` is what an idle machine with that many cores reaches.
 
     python bench/cut_speed.py [--n 40] [--workers 2] [--gop 250] [--keep DIR]
 """
@@ -26,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from avsl_bench.data.cut import cut_clip  # noqa: E402
+from avsl_bench.data.cut import cut_clip, cutter_info  # noqa: E402
 from avsl_bench.data.ffmpeg import BITEXACT_ARGS, FLAC_ARGS, ffmpeg_info, find_ffmpeg  # noqa: E402
 from avsl_bench.data.plan import PlanRow  # noqa: E402
 from avsl_bench.data.prepare import run_prepare  # noqa: E402
@@ -69,17 +71,25 @@ def naive_cut(exe: str, clip: Path, tmp: Path) -> None:
                     "-ar", "16000", *FLAC_ARGS, *BITEXACT_ARGS, str(tmp / "a.flac")], check=True)  # fmt: skip
 
 
+def _cpu() -> float:
+    """User + system seconds of this process (all threads) and its waited-for children."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        ru = resource.getrusage(who)
+        total += ru.ru_utime + ru.ru_stime
+    return total
+
+
 class _Timer:
-    """Wall time and CPU time of child processes over a block."""
+    """Wall time and CPU time (this process + children) over a block."""
 
     def __enter__(self) -> "_Timer":
-        self.ru0, self.t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+        self.cpu0, self.t0 = _cpu(), time.perf_counter()
         return self
 
     def __exit__(self, *exc) -> None:
-        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.wall = time.perf_counter() - self.t0
-        self.cpu = (ru1.ru_utime - self.ru0.ru_utime) + (ru1.ru_stime - self.ru0.ru_stime)
+        self.cpu = _cpu() - self.cpu0
 
 
 class _DirSource:
@@ -112,13 +122,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"clips:  {len(clips)} x 10 s, 320x240 25 fps, {video_codec(exe)} gop {args.gop} + AAC; "
           f"CPUs visible: {os.cpu_count()}, load avg {os.getloadavg()[0]:.1f}")  # fmt: skip
 
-    cut_clip(clips[0], exe=exe)  # warm the page cache and the binary
+    info = cutter_info()
+    pyav = info.get("pyav", {})
+    print(f"cutter: {info['cutter']} (PyAV {pyav.get('pyav', '-')}, libavcodec {pyav.get('libavcodec', '-')}); "
+          f"fallback {info['fallback']}")  # fmt: skip
+
+    for cutter in ("ffmpeg", "pyav"):  # warm the page cache, the binary and the libraries
+        cut_clip(clips[0], exe=exe, cutter=cutter)
     with _Timer() as naive:
         for clip in clips:
             naive_cut(exe, clip, root)
-    with _Timer() as pooled, ThreadPoolExecutor(args.workers) as pool:
-        results = list(pool.map(lambda c: cut_clip(c, exe=exe), clips))
-    assert all(r.samples == 160000 for r in results)
+    timers = {}
+    for cutter in ("ffmpeg", "pyav"):
+        with _Timer() as timers[cutter], ThreadPoolExecutor(args.workers) as pool:
+            results = list(pool.map(lambda c: cut_clip(c, exe=exe, cutter=cutter), clips))
+        assert all(r.samples == 160000 and r.cutter == cutter for r in results), cutter
 
     rows = [PlanRow(c.stem, c.stem, c.stem, benchmark="bench", split="test", protocol="bench@1") for c in clips]
     n = len(clips)
@@ -127,11 +145,18 @@ def main(argv: list[str] | None = None) -> int:
         run_prepare(rows, out_dir=root / "out", source=source, workers=args.workers, cut_workers=args.workers,
                     samples_per_shard=max(1, n // 4), ffmpeg=exe, progress=False)  # fmt: skip
 
-    print(f"{'method':<34}{'clips/s':>9}{'CPU ms/clip':>13}{'clips/s per core':>18}")
-    for label, t in [("naive (2 procs/clip, sequential)", naive), (f"cut_clip pool, {args.workers} workers", pooled),
-                     (f"run_prepare, {args.workers} cut workers", engine)]:  # fmt: skip
-        print(f"{label:<34}{n / t.wall:>9.1f}{1000 * t.cpu / n:>13.1f}{n / t.cpu:>18.1f}")
-    print(f"speed-up cut pool vs naive: x{naive.wall / pooled.wall:.2f} wall, x{naive.cpu / pooled.cpu:.2f} CPU")
+    print(f"{'method':<40}{'clips/s':>9}{'CPU ms/clip':>13}{'clips/s per core':>18}")
+    table = [
+        ("(1) naive (2 procs/clip, sequential)", naive),
+        (f"(2) cut_clip ffmpeg, {args.workers} threads", timers["ffmpeg"]),
+        (f"(3) cut_clip pyav, {args.workers} threads", timers["pyav"]),
+        (f"(4) prepare's way: run_prepare, {args.workers} cut", engine),
+    ]
+    for label, t in table:
+        print(f"{label:<40}{n / t.wall:>9.1f}{1000 * t.cpu / n:>13.1f}{n / t.cpu:>18.1f}")
+    print(f"prepare's way vs naive: x{naive.wall / engine.wall:.2f} clips/s (wall), "
+          f"x{naive.cpu / engine.cpu:.2f} less CPU per clip; "
+          f"pyav vs ffmpeg cutter: x{timers['ffmpeg'].wall / timers['pyav'].wall:.2f} wall")  # fmt: skip
     shutil.rmtree(root, ignore_errors=True)  # clips kept with --keep live outside `root`
     return 0
 

@@ -1,13 +1,17 @@
-"""Cut one clip into its evaluation frame (JPEG) and audio window (FLAC) with one ffmpeg process (spec §3, §4).
+"""Cut one clip into its evaluation frame (JPEG) and audio window (FLAC) (spec §3, §4).
 
-One process, two inputs of the same file: input 0 is seeked to the frame time (input seeking decodes from the
-previous keyframe and drops earlier frames, so the first frame with pts >= t is taken), input 1 is the audio window.
-The JPEG comes back on stdout, the FLAC through a private temp file (a seekable output gets a complete STREAMINFO).
+Two cutters give the same frame and PCM. `pyav` (default) runs the §4 pipeline in-process through PyAV
+(`decode.cut_pyav`): no process per clip, about half the CPU. `ffmpeg` runs one process, two inputs of the same
+file: input 0 is seeked to the frame time (input seeking decodes from the previous keyframe and drops earlier
+frames, so the first frame with pts >= t is taken), input 1 is the audio window; the JPEG comes back on stdout,
+the FLAC through a private temp file (a seekable output gets a complete STREAMINFO). When PyAV cannot cut a file
+the ffmpeg cutter runs instead, and its ladder (`run_cut`) classifies the failure.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import re
 import tempfile
 import time
@@ -17,6 +21,7 @@ from typing import Any
 
 from ..errors import AvslBenchError
 from ..files import sha256_bytes
+from . import decode
 from .ffmpeg import (
     BASE_ARGS, BITEXACT_ARGS, FLAC_ARGS, FfmpegRun, FfmpegTimeout, find_ffmpeg, flac_streaminfo, parse_input_info,
     run_ffmpeg,
@@ -25,6 +30,11 @@ from .ffmpeg import (
 SAMPLE_RATE = 16000
 FRAME_TIME = 5.0
 CLIP_LENGTH = 10.0
+
+#: Cutters: `pyav` (in-process, falls back to `ffmpeg` per file) and `ffmpeg` (one process per clip).
+CUTTERS = ("pyav", "ffmpeg")
+#: Environment variable naming the default cutter (like AVSL_BENCH_FFMPEG for the binary).
+CUTTER_ENV = "AVSL_BENCH_CUTTER"
 
 #: Failure reasons (the `error` column starts with one of them).
 CUT_REASONS = (
@@ -65,6 +75,31 @@ class CutResult:
     jpg_sha256: str
     flac_sha256: str
     elapsed_s: float = field(default=0.0, compare=False)
+    #: the path that produced it, `pyav` or `ffmpeg` ("" where not recorded, e.g. read back from a cache)
+    cutter: str = field(default="", compare=False)
+
+
+def resolve_cutter(cutter: str | None = None) -> str:
+    """The cutter to use: `cutter`, else $AVSL_BENCH_CUTTER, else `pyav` (`ffmpeg` when PyAV is not installed)."""
+    name = cutter or os.environ.get(CUTTER_ENV) or "pyav"
+    if name not in CUTTERS:
+        origin = "cutter" if cutter else f"${CUTTER_ENV}"
+        raise ValueError(f"{origin} must be one of {', '.join(CUTTERS)}, got {name!r}")
+    if name == "pyav" and not decode.available():
+        return "ffmpeg"
+    return name
+
+
+def cutter_info(cutter: str | None = None) -> dict[str, Any]:
+    """Provenance of the cutter: its name, and PyAV's and its libav* versions where it is `pyav`.
+
+    Record it beside `ffmpeg.ffmpeg_info` (the binary that cuts what PyAV cannot, or everything with `ffmpeg`).
+    """
+    name = resolve_cutter(cutter)
+    info: dict[str, Any] = {"cutter": name, "fallback": "ffmpeg" if name == "pyav" else None}
+    if name == "pyav":
+        info["pyav"] = decode.pyav_versions()
+    return info
 
 
 def run_cut(
@@ -147,16 +182,41 @@ def cut_clip(
     exe: str | None = None,
     timeout: float = 60.0,
     tmp_dir: str | Path | None = None,
+    cutter: str | None = None,
 ) -> CutResult:
     """Cut `src` (a clip starting at `start_offset` seconds of the file) into JPEG + FLAC; raise CutError.
+
+    `cutter` is `pyav` or `ffmpeg` (default: `resolve_cutter`). With `pyav`, a file PyAV cannot cut is cut by
+    ffmpeg within what is left of `timeout`; PyAV running past `timeout` is a `timeout` failure.
 
     >>> result = cut_clip("clip.mp4")  # doctest: +SKIP
     >>> (result.width, result.height, result.samples)  # doctest: +SKIP
     (320, 240, 160000)
     """
-    exe = exe or find_ffmpeg()
     window = audio_window_bounds(audio_window, frame_time)
     t0 = time.perf_counter()
+    if resolve_cutter(cutter) == "pyav":
+        try:
+            got = decode.cut_pyav(src, start_offset=start_offset, frame_time=frame_time, window=window,
+                                  timeout=timeout)  # fmt: skip
+        except decode.DecodeTimeout:
+            raise CutError("timeout", f"{Path(src).name}: in-process cut exceeded {timeout:g} s") from None
+        except decode.DecodeError:
+            pass  # ffmpeg cuts it, or classifies why it cannot be cut
+        else:
+            try:
+                return _result(got.jpg, got.flac, window, frame_time, got.clip_duration, t0, "pyav")
+            except CutError:
+                pass  # blobs the checks refuse: the same, through ffmpeg
+        timeout = max(timeout - (time.perf_counter() - t0), 1.0)
+    return _cut_ffmpeg(src, start_offset=start_offset, audio_window=audio_window, frame_time=frame_time, exe=exe,
+                       timeout=timeout, tmp_dir=tmp_dir, t0=t0)  # fmt: skip
+
+
+def _cut_ffmpeg(src, *, start_offset, audio_window, frame_time, exe, timeout, tmp_dir, t0) -> CutResult:
+    """The one-process ffmpeg cut (`cut_argv`, `run_cut`)."""
+    exe = exe or find_ffmpeg()
+    window = audio_window_bounds(audio_window, frame_time)
     with tempfile.TemporaryDirectory(prefix="avsl-cut-", dir=tmp_dir) as tmp:
         flac_path = Path(tmp) / "audio.flac"
         argv = cut_argv(
@@ -165,12 +225,18 @@ def cut_clip(
         run, info = run_cut(argv, src, timeout=timeout, frame_time=frame_time)
         jpg = run.stdout
         flac = flac_path.read_bytes() if flac_path.is_file() else b""
+    return _result(jpg, flac, window, frame_time, info["duration"], t0, "ffmpeg")
+
+
+def _result(jpg: bytes, flac: bytes, window, frame_time: float, duration, t0: float, cutter: str) -> CutResult:
+    """Check both blobs (JPEG readable; FLAC 16 kHz mono 16-bit, not empty) and describe them."""
     width, height = _jpeg_size(jpg)
     samples = _flac_samples(flac)
     return CutResult(
         jpg=jpg, flac=flac, width=width, height=height, samples=samples, sample_rate=SAMPLE_RATE,
-        frame_time=float(frame_time), audio_window=window, clip_duration=info["duration"],
+        frame_time=float(frame_time), audio_window=window, clip_duration=duration,
         jpg_sha256=sha256_bytes(jpg), flac_sha256=sha256_bytes(flac), elapsed_s=time.perf_counter() - t0,
+        cutter=cutter,
     )  # fmt: skip
 
 

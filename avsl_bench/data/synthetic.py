@@ -317,6 +317,10 @@ def sample_blobs_batch(rows: Sequence[Any], *, exe: str | None = None, flac_enco
 
 def _encode_flacs(pcms: list[np.ndarray], exe: str | None, flac_encoder: str, *, batch: bool) -> list[bytes]:
     if flac_encoder == "ffmpeg":
+        from . import decode
+
+        if decode.available():  # libavcodec's FLAC encoder in-process: the §4 command line's bytes, no process
+            return [decode.encode_flac(p, SAMPLE_RATE) for p in pcms]
         if batch:
             return encode_flac_batch(pcms, SAMPLE_RATE, exe)
         from .ffmpeg import encode_flac

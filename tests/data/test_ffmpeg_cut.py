@@ -1,4 +1,4 @@
-"""ffmpeg discovery, FLAC encoding, probing without ffprobe, and the one-process clip cut (spec §3, §4)."""
+"""ffmpeg discovery, FLAC encoding, probing without ffprobe, and the clip cut by both cutters (spec §3, §4)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,12 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
+from avsl_bench.data import cut as cut_mod
+from avsl_bench.data import decode
 from avsl_bench.data import ffmpeg as ff
-from avsl_bench.data.cut import CutError, audio_window_bounds, cut_argv, cut_clip
+from avsl_bench.data.cut import (
+    CUTTER_ENV, CutError, audio_window_bounds, cut_argv, cut_clip, cutter_info, resolve_cutter,
+)  # fmt: skip
 from avsl_bench.data.ffmpeg import (
     FfmpegError, FfmpegTimeout, encode_flac, find_ffmpeg, flac_streaminfo, probe, run_ffmpeg,
 )  # fmt: skip
@@ -122,18 +126,24 @@ def test_run_ffmpeg_timeout_kills_group(ffmpeg_exe):
 # --------------------------------------------------------------------------- cut
 
 
+@pytest.fixture(params=["pyav", "ffmpeg"])
+def cutter(request) -> str:
+    return request.param
+
+
 @pytest.mark.parametrize(("name", "expected"), [("idx25", 125), ("idx2997", 150)])
-def test_frame_is_first_at_or_after_5s(media, ffmpeg_exe, name, expected):
+def test_frame_is_first_at_or_after_5s(media, ffmpeg_exe, cutter, name, expected):
     """25 fps: frame 125 is exactly 5.0 s (mid-GOP); 29.97 fps: frame 149 is 4.97 s, 150 is 5.005 s."""
-    result = cut_clip(media[name], exe=ffmpeg_exe)
+    result = cut_clip(media[name], exe=ffmpeg_exe, cutter=cutter)
+    assert result.cutter == cutter
     assert frame_index(result.jpg) == expected
     assert (result.width, result.height) == (160, 96)
     with Image.open(io.BytesIO(result.jpg)) as img:
         assert img.format == "JPEG" and img.size == (160, 96)
 
 
-def test_audio_is_16k_mono_s16_160000_samples(media, ffmpeg_exe):
-    result = cut_clip(media["idx25"], exe=ffmpeg_exe)
+def test_audio_is_16k_mono_s16_160000_samples(media, ffmpeg_exe, cutter):
+    result = cut_clip(media["idx25"], exe=ffmpeg_exe, cutter=cutter)
     info = sf.info(io.BytesIO(result.flac))
     assert (info.samplerate, info.channels, info.subtype, info.format) == (16000, 1, "PCM_16", "FLAC")
     pcm, _ = sf.read(io.BytesIO(result.flac), dtype="int16")
@@ -143,20 +153,20 @@ def test_audio_is_16k_mono_s16_160000_samples(media, ffmpeg_exe):
     assert np.argmax(spectrum) == pytest.approx(440, abs=2)  # 1 s of audio -> 1 Hz bins
 
 
-def test_cut_is_bitexact(media, ffmpeg_exe):
-    a = cut_clip(media["idx25"], exe=ffmpeg_exe)
-    b = cut_clip(media["idx25"], exe=ffmpeg_exe)
+def test_cut_is_bitexact(media, ffmpeg_exe, cutter):
+    a = cut_clip(media["idx25"], exe=ffmpeg_exe, cutter=cutter)
+    b = cut_clip(media["idx25"], exe=ffmpeg_exe, cutter=cutter)
     assert (a.jpg, a.flac) == (b.jpg, b.flac) and a == b
     assert b"Lavc" not in a.jpg and b"Lavf" not in a.flac and b"Lavc" not in a.flac
 
 
-def test_full_length_offset_and_centred_window(media, ffmpeg_exe):
-    shifted = cut_clip(media["idx25"], start_offset=2.0, exe=ffmpeg_exe)
+def test_full_length_offset_and_centred_window(media, ffmpeg_exe, cutter):
+    shifted = cut_clip(media["idx25"], start_offset=2.0, exe=ffmpeg_exe, cutter=cutter)
     assert frame_index(shifted.jpg) == 175  # 2 s + 5 s at 25 fps
     assert shifted.samples == 128000  # only 8 s of audio remain after 2 s
-    short = cut_clip(media["idx25"], audio_window=3.0, exe=ffmpeg_exe)
+    short = cut_clip(media["idx25"], audio_window=3.0, exe=ffmpeg_exe, cutter=cutter)
     assert short.audio_window == (3.5, 6.5) and short.samples == 48000
-    assert short.jpg == cut_clip(media["idx25"], exe=ffmpeg_exe).jpg
+    assert short.jpg == cut_clip(media["idx25"], exe=ffmpeg_exe, cutter=cutter).jpg
 
 
 def test_cut_argv_shape():
@@ -176,11 +186,16 @@ def test_cut_argv_shape():
         ("audio_only", "no_video_stream"),
         ("short", "no_frame"),
         ("not_media", "ffmpeg_error"),
+        ("truncated", "ffmpeg_error"),
     ],
 )
-def test_cut_failures_are_classified(media, ffmpeg_exe, name, reason):
+def test_cut_failures_are_classified(media, ffmpeg_exe, cutter, name, reason, tmp_path):
+    if name == "truncated":  # the first half of an mp4: its index (moov, written last) is missing
+        data = media["idx25"].read_bytes()
+        (tmp_path / "truncated.mp4").write_bytes(data[: len(data) // 2])
+        media = {name: tmp_path / "truncated.mp4"}
     with pytest.raises(CutError) as info:
-        cut_clip(media[name], exe=ffmpeg_exe)
+        cut_clip(media[name], exe=ffmpeg_exe, cutter=cutter)
     assert info.value.reason == reason
     assert str(info.value).startswith(f"{reason}: ")
 
@@ -191,3 +206,91 @@ def test_cut_timeout_and_pickle(media, ffmpeg_exe):
     assert info.value.reason == "timeout"
     again = pickle.loads(pickle.dumps(info.value))
     assert (again.reason, again.message, str(again)) == (info.value.reason, info.value.message, str(info.value))
+
+
+# --------------------------------------------------------------------------- the in-process cutter
+
+
+def _pcm(flac: bytes) -> np.ndarray:
+    return sf.read(io.BytesIO(flac), dtype="int16")[0].astype(np.int64)
+
+
+def _psnr(jpg_a: bytes, jpg_b: bytes) -> float:
+    a, b = (np.asarray(Image.open(io.BytesIO(j)).convert("RGB"), dtype=np.float64) for j in (jpg_a, jpg_b))
+    mse = float(np.mean((a - b) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+@pytest.mark.parametrize(
+    ("name", "offset", "window"), [("idx25", 0.0, 10.0), ("idx2997", 0.0, 3.0), ("idx25", 2.0, 10.0)]
+)
+def test_pyav_matches_ffmpeg_content(media, ffmpeg_exe, name, offset, window):
+    """Same frame and PCM as the command line (spec §4 cross-build rule: PCM |d| <= 2 LSB, PSNR >= 45 dB);
+    with this project's bundled builds both blobs are byte-identical."""
+    a = cut_clip(media[name], start_offset=offset, audio_window=window, exe=ffmpeg_exe, cutter="pyav")
+    b = cut_clip(media[name], start_offset=offset, audio_window=window, exe=ffmpeg_exe, cutter="ffmpeg")
+    assert (a.cutter, b.cutter) == ("pyav", "ffmpeg")
+    assert (a.width, a.height, a.samples, a.clip_duration) == (b.width, b.height, b.samples, b.clip_duration)
+    assert _psnr(a.jpg, b.jpg) >= 45
+    assert np.abs(_pcm(a.flac) - _pcm(b.flac)).max() <= 2
+
+
+def test_pyav_failure_falls_back_to_ffmpeg(media, ffmpeg_exe, monkeypatch):
+    def broken(*args, **kwargs):
+        raise decode.DecodeError("idx25.mp4: simulated decoder failure")
+
+    expected = cut_clip(media["idx25"], exe=ffmpeg_exe, cutter="ffmpeg")
+    monkeypatch.setattr(decode, "cut_pyav", broken)
+    got = cut_clip(media["idx25"], exe=ffmpeg_exe, cutter="pyav")
+    assert got.cutter == "ffmpeg" and got == expected
+
+
+def test_pyav_timeout_is_a_timeout(media, ffmpeg_exe, monkeypatch):
+    def slow(*args, **kwargs):
+        raise decode.DecodeTimeout("idx25.mp4: in-process cut exceeded its time limit")
+
+    monkeypatch.setattr(decode, "cut_pyav", slow)
+    with pytest.raises(CutError) as info:
+        cut_clip(media["idx25"], exe=ffmpeg_exe, cutter="pyav")
+    assert info.value.reason == "timeout" and "idx25.mp4" in info.value.message
+
+
+def test_decode_errors_name_the_file(media):
+    with pytest.raises(decode.DecodeError, match="video_only.mp4 has no audio stream"):
+        decode.cut_pyav(media["video_only"])
+    with pytest.raises(decode.DecodeError, match=r"short.mp4: no frame at >= 5 s"):
+        decode.cut_pyav(media["short"])
+    with pytest.raises(decode.DecodeError, match="not_media.mp4"):
+        decode.cut_pyav(media["not_media"])
+
+
+def test_resolve_cutter_and_info(monkeypatch):
+    monkeypatch.delenv(CUTTER_ENV, raising=False)
+    assert resolve_cutter() == "pyav" and resolve_cutter("ffmpeg") == "ffmpeg"
+    monkeypatch.setenv(CUTTER_ENV, "ffmpeg")
+    assert resolve_cutter() == "ffmpeg" and cutter_info() == {"cutter": "ffmpeg", "fallback": None}
+    monkeypatch.setenv(CUTTER_ENV, "sox")
+    with pytest.raises(ValueError, match="AVSL_BENCH_CUTTER"):
+        resolve_cutter()
+    with pytest.raises(ValueError, match="cutter must be one of"):
+        resolve_cutter("gstreamer")
+    info = cutter_info("pyav")
+    assert info["cutter"] == "pyav" and info["fallback"] == "ffmpeg"
+    assert info["pyav"]["pyav"] and info["pyav"]["libavcodec"].count(".") == 2
+    monkeypatch.setattr(decode, "available", lambda: False)  # PyAV not installed: the command line cuts
+    assert resolve_cutter("pyav") == "ffmpeg"
+    assert cut_mod.resolve_cutter("pyav") == "ffmpeg"
+
+
+@pytest.mark.parametrize("n", [48000, 160000, 1000, 47999])
+def test_in_process_flac_is_lossless_tag_free_and_like_ffmpeg(ffmpeg_exe, n):
+    pcm = (np.random.default_rng(n).standard_normal(n) * 3000).astype(np.int16)
+    data = decode.encode_flac(pcm, 16000)
+    assert data == decode.encode_flac(pcm, 16000)
+    assert np.array_equal(_pcm(data), pcm.astype(np.int64))
+    info = flac_streaminfo(data)
+    assert (info["sample_rate"], info["channels"], info["bits_per_sample"], info["total_samples"]) == (16000, 1, 16, n)
+    assert b"Lavf" not in data and b"Lavc" not in data
+    assert np.array_equal(_pcm(encode_flac(pcm, 16000, ffmpeg_exe)), _pcm(data))
+    with pytest.raises(ValueError, match="1-D int16"):
+        decode.encode_flac(pcm.astype(np.float32), 16000)
