@@ -277,8 +277,15 @@ def prepare_cmd(
     cookies: Annotated[Optional[Path], typer.Option(help="Netscape cookie file for yt-dlp.")] = None,
     proxy: Annotated[Optional[str], typer.Option(help="Proxy URL for yt-dlp.")] = None,
     timeout: Annotated[float, typer.Option(help="Per-clip acquisition limit in seconds (all retries).")] = 180.0,
-    cut_timeout: Annotated[float, typer.Option("--cut-timeout", help="Per-clip ffmpeg cut limit in seconds (the "
-                                               "process group is killed; failed_cut timeout).")] = 60.0,
+    cut_timeout: Annotated[float, typer.Option("--cut-timeout", help="Per-clip cut limit in seconds (PyAV stops, "
+                                               "an ffmpeg process group is killed; failed_cut timeout).")] = 60.0,
+    cutter: Annotated[Optional[str], typer.Option("--cutter", metavar="pyav|ffmpeg", help="How clips are cut (and "
+                                                  "synthetic FLAC encoded): pyav (default, or $AVSL_BENCH_CUTTER) "
+                                                  "runs the ffmpeg pipeline in-process through PyAV's libav*, no "
+                                                  "process per clip; a file PyAV cannot cut falls back to the "
+                                                  "ffmpeg binary, which also classifies cut failures. ffmpeg uses "
+                                                  "that fallback path for every clip: one ffmpeg process per "
+                                                  "clip.")] = None,
     retry_failed: Annotated[Optional[str], typer.Option("--retry-failed", metavar="transient|all", help="On a "
                                                         "re-run, redo the failed rows of committed shards: "
                                                         "transient (downloads, timeouts, bot checks) or all "
@@ -300,7 +307,8 @@ def prepare_cmd(
     list_file: Annotated[Optional[Path], typer.Option("--list", help="The training list file (required for "
                                                       "vggsound: your copy of vggsound.csv).")] = None,
     allow_mixed_ffmpeg: Annotated[bool, typer.Option("--allow-mixed-ffmpeg", help="Merge parts cut by different "
-                                                     "ffmpeg builds (recorded in the manifest).")] = False,
+                                                     "ffmpeg builds or cutters / PyAV versions (recorded in the "
+                                                     "manifest).")] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bars.")] = False,
 ) -> None:
     """Acquire, cut and shard a benchmark or training set (resumable, partable), then merge its manifests.
@@ -315,7 +323,8 @@ def prepare_cmd(
         report = prepare_benchmark(
             benchmark, out, source_spec=source, workers=workers, num_parts=num_parts, part=part, limit=limit,
             merge_only=merge_only, url_template=url_template, cookies=cookies, proxy=proxy, ffmpeg=ffmpeg,
-            timeout=timeout, cut_timeout=cut_timeout, retry_failed=retry_failed, audio_window=audio_window,
+            timeout=timeout, cut_timeout=cut_timeout, cutter=cutter, retry_failed=retry_failed,
+            audio_window=audio_window,
             samples_per_shard=samples_per_shard, mirror_layout=mirror_layout, upstream=upstream,
             flickr_archive=flickr_archive, flickr_annotations=flickr_annotations, list_path=list_file,
             allow_mixed_ffmpeg=allow_mixed_ffmpeg,

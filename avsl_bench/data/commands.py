@@ -24,9 +24,10 @@ from typing import Any, Iterator
 from ..errors import DataFileError, UnknownNameError, UsageError
 from ..files import sha256_bytes, sha256_file, write_json_atomic
 from .catalog import CatalogPlan, SplitSpec, plan_benchmark
-from .manifest import MergeError, merge
+from .cut import resolve_cutter
+from .manifest import MergeError
 from .plan import DEFAULT_SAMPLES_PER_SHARD, check_part, make_plan
-from .prepare import RETRY_MODES, PrepareSummary, run_prepare
+from .prepare import RETRY_MODES, PrepareSummary, merge_split, run_prepare
 from .shards import read_stats
 from .sources.base import Status
 from .synthetic import BATCH_CLIPS
@@ -158,6 +159,7 @@ def prepare_benchmark(
     ffmpeg: str | None = None,
     timeout: float = 180.0,
     cut_timeout: float = 60.0,
+    cutter: str | None = None,
     retry_failed: str | None = None,
     audio_window: float | None = None,
     samples_per_shard: int = DEFAULT_SAMPLES_PER_SHARD,
@@ -177,7 +179,10 @@ def prepare_benchmark(
     `flickr_archive` is the user's Flickr-SoundNet archive (directory or tar.gz; Flickr names only),
     `flickr_annotations` a directory of `<id>.xml` overriding the archive's. `limit` keeps the first N rows of each
     split in key order. `timeout` is the per-clip acquisition limit (seconds), `cut_timeout` the limit of each
-    ffmpeg cut (seconds; VGGSound and Flickr media). `retry_failed` (`transient` | `all`) redoes the failed rows of
+    cut (seconds; VGGSound and Flickr media). `cutter` (`pyav` | `ffmpeg`, default `cut.resolve_cutter`: pyav
+    unless $AVSL_BENCH_CUTTER says otherwise) cuts VGGSound clips and encodes the synthetic FLACs: `pyav`
+    in-process (the ffmpeg binary only for files PyAV cannot cut), `ffmpeg` through the ffmpeg binary, as before
+    PyAV; Flickr cuts take the default cutter. `retry_failed` (`transient` | `all`) redoes the failed rows of
     committed shards that another run may cure (`all`: every failed row; see `prepare.retryable_failure`); without
     it committed shards are skipped. See `catalog.plan_benchmark` for the names.
     """
@@ -192,6 +197,10 @@ def prepare_benchmark(
         raise UsageError(f"--cut-timeout must be > 0 seconds, got {cut_timeout:g}")
     if retry_failed is not None and retry_failed not in RETRY_MODES:
         raise UsageError(f"--retry-failed must be one of {', '.join(RETRY_MODES)}, got {retry_failed!r}")
+    try:
+        cutter = resolve_cutter(cutter)
+    except ValueError as exc:
+        raise UsageError(f"--{exc}" if str(exc).startswith("cutter") else str(exc)) from None
     source_kind, mirror_path = parse_source(source_spec)
     plan = plan_benchmark(name, source_kind=source_kind, audio_window=audio_window, upstream=upstream,
                           list_path=list_path, limit=limit)  # fmt: skip
@@ -209,7 +218,7 @@ def prepare_benchmark(
     if not merge_only:
         annotations, producer = _producer(plan, out, source_kind=source_kind, mirror_path=mirror_path,
                                           workers=workers, url_template=url_template, cookies=cookies, proxy=proxy,
-                                          ffmpeg=ffmpeg, timeout=timeout, cut_timeout=cut_timeout,
+                                          ffmpeg=ffmpeg, timeout=timeout, cut_timeout=cut_timeout, cutter=cutter,
                                           mirror_layout=mirror_layout, flickr_archive=flickr_archive,
                                           flickr_annotations=flickr_annotations)  # fmt: skip
         report.inputs.update(annotations.pop("_inputs", {}))
@@ -224,7 +233,7 @@ def prepare_benchmark(
                 num_parts=num_parts, part=part, samples_per_shard=samples_per_shard, ffmpeg=ffmpeg,
                 audio_window=plan.audio_window, input_sha256=split.input_sha256,
                 annotations={**split.annotations, **annotations.get(split.split, {})}, progress=progress,
-                console=console, retry_failed=retry_failed, **producer,
+                console=console, retry_failed=retry_failed, cutter=cutter, **producer,
             )  # fmt: skip
             report.splits.append(SplitReport(plan.directory, split.split, summary.split_dir, len(split.rows), summary))
     else:
@@ -266,17 +275,22 @@ def _write_normalized(directory: Path, plan: CatalogPlan):
 
 
 def _producer(plan: CatalogPlan, out: Path, *, source_kind, mirror_path, workers, url_template, cookies, proxy,
-              ffmpeg, timeout, cut_timeout, mirror_layout, flickr_archive,
+              ffmpeg, timeout, cut_timeout, cutter, mirror_layout, flickr_archive,
               flickr_annotations) -> tuple[dict, dict]:  # fmt: skip
-    """(extra annotations per split name, run_prepare keyword arguments) of the plan's producer."""
+    """(extra annotations per split name, run_prepare keyword arguments) of the plan's producer.
+
+    `cutter` is resolved: synthetic FLACs are encoded by it (`pyav` in-process, `ffmpeg` by the binary).
+    """
     cpus = os.cpu_count() or 1
     if plan.producer == "synthetic":
         from .ffmpeg import find_ffmpeg
         from .synthetic import sample_blobs_batch
 
-        batch = functools.partial(sample_blobs_batch, exe=find_ffmpeg(ffmpeg))
+        batch = functools.partial(sample_blobs_batch, exe=find_ffmpeg(ffmpeg), flac_encoder=cutter)
         return {}, {"make_blobs_batch": batch, "blob_executor": "process", "workers": workers or cpus}
     if plan.producer == "flickr":
+        if cutter != _default_cutter():  # FlickrBlobs cuts with the default cutter
+            raise UsageError(f"--cutter {cutter} does not reach Flickr cuts: set AVSL_BENCH_CUTTER={cutter} instead")
         return _flickr_producer(plan, out, workers=workers or cpus, ffmpeg=ffmpeg, cut_timeout=cut_timeout,
                                 archive_path=flickr_archive, xml_dir=flickr_annotations)  # fmt: skip
     if source_kind == "mirror":
@@ -294,8 +308,16 @@ def _producer(plan: CatalogPlan, out: Path, *, source_kind, mirror_path, workers
     return {}, {"source": source, "workers": workers or YOUTUBE_WORKERS, "cut_timeout": cut_timeout}
 
 
+def _default_cutter() -> str:
+    try:
+        return resolve_cutter()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _flickr_producer(plan: CatalogPlan, out: Path, *, workers: int, ffmpeg, cut_timeout, archive_path,
                      xml_dir) -> tuple[dict, dict]:  # fmt: skip
+    from .cut import cutter_info
     from .ffmpeg import ffmpeg_info, find_ffmpeg
     from .flickr import FlickrArchive, FlickrBlobs, flickr_boxes, xml_digest
 
@@ -327,7 +349,9 @@ def _flickr_producer(plan: CatalogPlan, out: Path, *, workers: int, ffmpeg, cut_
     for path in with_xml.values() if mode == "required" else ():
         flickr_boxes(path)  # a malformed XML fails here, before anything is written (spec §1.2)
     exe = find_ffmpeg(ffmpeg)
-    variant = sha256_bytes(f"{ffmpeg_info(exe)['sha256']}|{plan.audio_window}".encode())[:16]
+    cutter = cutter_info()  # the cutter FlickrBlobs uses: its cache must not serve another's cuts
+    pyav = "" if cutter["cutter"] == "ffmpeg" else f"|{sorted(cutter['pyav'].items())}"
+    variant = sha256_bytes(f"{ffmpeg_info(exe)['sha256']}|{plan.audio_window}{pyav}".encode())[:16]
     maker = FlickrBlobs(media=media, exe=exe, audio_window=plan.audio_window, xml=mode, timeout=cut_timeout,
                         cut_dir=str(out / "_cache" / "flickr-cuts" / variant), archive=str(archive.path))  # fmt: skip
     annotations: dict[str, Any] = {"_inputs": dict(archive.facts)}
@@ -349,7 +373,8 @@ def _merge_all(report: PrepareReport, samples_per_shard: int, allow_mixed_ffmpeg
         spec = specs[s.split]
         expected = make_plan(spec.rows, samples_per_shard=samples_per_shard, input_sha256=spec.input_sha256)[0]
         try:
-            s.manifest = merge(s.split_dir, allow_mixed_ffmpeg=allow_mixed_ffmpeg, expected_plan_hash=expected.plan_hash)
+            s.manifest = merge_split(s.split_dir, allow_mixed_ffmpeg=allow_mixed_ffmpeg,
+                                     expected_plan_hash=expected.plan_hash)  # fmt: skip
         except MergeError as exc:
             if exc.incomplete:
                 names = ", ".join(f"{i:06d}" for i in exc.incomplete)

@@ -4,8 +4,11 @@ Resumable (shards with a stats file are skipped, `.tmp` leftovers deleted) and p
 With `retry_failed`, a committed shard whose failed rows include retryable ones (`retryable_failure`) is redone
 for those rows only: its other rows and their samples are kept as committed, and the shard is committed again.
 Acquisition runs ahead in a thread pool over all clips of the part; cutting runs per shard in a second pool
-of threads, each driving one ffmpeg process. Cuts are cached per clip id (`<cache>/cuts/<variant>/`), so a
-negative `<video>__neg__<audio>` copies the frame of its video clip and the audio of its audio clip.
+of threads, each cutting one clip at a time with the `cutter` (`pyav`: in-process, an ffmpeg process only for a
+file PyAV cannot cut; `ffmpeg`: one process per clip). Cuts are cached per clip id (`<cache>/cuts/<variant>/`,
+the variant hashing the cut facts, the ffmpeg build and the cutter with its PyAV/libav* versions), so a negative
+`<video>__neg__<audio>` copies the frame of its video clip and the audio of its audio clip. The cutter is recorded
+beside the ffmpeg build (part files, shard stats; `merge_split` adds it to manifest.json and refuses mixed ones).
 """
 
 from __future__ import annotations
@@ -25,10 +28,13 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import AvslBenchError, DataFileError, UsageError
 from ..files import canonical_json, fsync_dir, sha256_bytes, write_json_atomic
-from .cut import CLIP_LENGTH, FRAME_TIME, SAMPLE_RATE, CutError, CutResult, audio_window_bounds, cut_clip
+from .cut import (
+    CLIP_LENGTH, FRAME_TIME, SAMPLE_RATE, CutError, CutResult, audio_window_bounds, cut_clip, cutter_info,
+    resolve_cutter,
+)  # fmt: skip
 from .ffmpeg import ffmpeg_info, find_ffmpeg
-from .manifest import environment_versions, toolkit_info
-from .plan import DEFAULT_SAMPLES_PER_SHARD, Plan, PlanRow, clip_ref, make_plan, write_part_file
+from .manifest import MergeError, environment_versions, merge, toolkit_info
+from .plan import DEFAULT_SAMPLES_PER_SHARD, Plan, PlanRow, clip_ref, make_plan, read_part_files, write_part_file
 from .shards import (
     MANIFEST_SCHEMA, SampleBlobs, clean_leftovers, commit_shard, error_reason, read_shard_samples, read_stats,
     shard_done, shard_paths,
@@ -36,7 +42,8 @@ from .shards import (
 from .sources.base import AcquireResult, Source, Status
 
 __all__ = [
-    "AcquisitionAborted", "PlanRow", "PrepareSummary", "RETRY_MODES", "retryable_failure", "run_prepare", "sample_meta",
+    "AcquisitionAborted", "PlanRow", "PrepareSummary", "RETRY_MODES", "merge_split", "retryable_failure", "run_prepare",
+    "sample_meta",
 ]  # fmt: skip
 
 #: Consecutive "bot check" failures after which a part stops (spec §7).
@@ -254,6 +261,7 @@ class _Run:
     audio_window: float = CLIP_LENGTH
     cut_timeout: float = DEFAULT_CUT_TIMEOUT
     cut_tmp: Path | None = None
+    cutter: str = "pyav"
     # blob mode
     make_blobs_batch: MakeBlobsBatch | None = None
     blob_batch_size: int = 1
@@ -307,6 +315,7 @@ def run_prepare(
     frame_time: float = FRAME_TIME,
     audio_window: float = CLIP_LENGTH,
     cut_timeout: float | None = None,
+    cutter: str | None = None,
     retry_failed: str | None = None,
     cache_cuts: bool = True,
     input_sha256: str | None = None,
@@ -316,7 +325,7 @@ def run_prepare(
 ) -> PrepareSummary:
     """Prepare this part's shards of one split (skipping committed ones); return its summary.
 
-    Exactly one of `source` (real clips: acquire into `<cache>/clips`, cut with ffmpeg), `make_blobs` (callable
+    Exactly one of `source` (real clips: acquire into `<cache>/clips`, cut with `cutter`), `make_blobs` (callable
     row -> SampleBlobs, e.g. the synthetic generator) and `make_blobs_batch` (rows -> SampleBlobs in order, called
     with up to `blob_batch_size` rows) is given; callables must pickle when `blob_executor="process"`.
     `split_dir` defaults to `<out_dir>/<benchmark>/<split>`, `cache_dir` to `<out_dir>/_cache`.
@@ -324,7 +333,9 @@ def run_prepare(
     A source with `needs_start_offset` (or `layout == "full"`) serves whole videos: the clip start is added to
     both seeks. A source with `acquire_many` (mirror) is called once with every clip of the part.
     `input_sha256` (digest of the input list) and `annotations` (name -> sha256) are recorded for the manifest.
-    `cut_timeout` (seconds, default 60 in source mode) bounds each ffmpeg cut; a blob producer applies its own,
+    `cutter` (`pyav` | `ffmpeg`, default `cut.resolve_cutter`) cuts in source mode; a blob producer applies its
+    own, and passes it here to be recorded (part file, shard stats, run record) beside the ffmpeg build.
+    `cut_timeout` (seconds, default 60 in source mode) bounds each cut; a blob producer applies its own,
     and passes it here to be recorded. It goes to the part file, hence `manifest.json` (`params.cut_timeout_s`),
     to every shard's stats and to the run record.
     `retry_failed` (`transient` | `all`, see `retryable_failure`) redoes the matching failed rows of committed
@@ -344,6 +355,11 @@ def run_prepare(
     if cut_timeout is None and source is not None:
         cut_timeout = DEFAULT_CUT_TIMEOUT
     params = {"cut_timeout_s": cut_timeout}
+    try:
+        cutter = resolve_cutter(cutter)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    cutter_rec = cutter_info(cutter)
     audio_window_bounds(audio_window, frame_time)  # validates
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     ident = _identity(rows)
@@ -362,7 +378,8 @@ def run_prepare(
                  "full_length": full_length}  # fmt: skip
     write_part_file(split_path, plan, part=part, num_parts=num_parts, extra={
         **ident, "toolkit": toolkit_info(), "versions": environment_versions(), "ffmpeg": ffmpeg_build,
-        "annotations": dict(sorted((annotations or {}).items())), "cut": cut_facts if source is not None else None,
+        "cutter": cutter_rec, "annotations": dict(sorted((annotations or {}).items())),
+        "cut": cut_facts if source is not None else None,
         "source": getattr(source, "name", None) if source is not None else "make_blobs", "params": params,
     })  # fmt: skip
 
@@ -374,14 +391,19 @@ def run_prepare(
             continue
         retry = _rows_to_retry(split_path, s, plan.plan_hash, retry_failed) if retry_failed else frozenset()
         if retry:
+            before = read_stats(split_path, s).get("cutter")
+            if before and before != cutter_rec:  # kept rows would be another cutter's under this cutter's stats
+                raise UsageError(f"shard {s:06d} was cut by {_cutter_name(before)}: retry its failed rows with "
+                                 f"--cutter {before['cutter']} (and that PyAV), not {_cutter_name(cutter_rec)}")
             redo[s] = retry
             pending.append(s)
         else:
             summary.skipped.append(s)
             summary.add_stats(read_stats(split_path, s))
     shard_stats = {"plan_hash": plan.plan_hash, "part": part, "num_parts": num_parts, "ffmpeg": ffmpeg_build,
-                   "params": params, **ident}  # fmt: skip
-    variant = sha256_bytes(canonical_json({**cut_facts, "ffmpeg": info["sha256"]}).encode())[:16]
+                   "cutter": cutter_rec, "params": params, **ident}  # fmt: skip
+    # the cutter is part of the variant: the cutters agree on H.264/AAC, but a cache must not vouch for another
+    variant = sha256_bytes(canonical_json({**cut_facts, "ffmpeg": info["sha256"], "cutter": cutter_rec}).encode())[:16]
 
     with _Progress(progress, console) as bars:
         bars.add("shards", len(shards), completed=len(summary.skipped))
@@ -391,7 +413,7 @@ def run_prepare(
             run.cut_cache = _CutCache(cache_root / "cuts" / variant if cache_cuts else None)
             run.cut_workers = max(1, cut_workers or os.cpu_count() or 1)
             run.full_length, run.frame_time, run.audio_window = full_length, frame_time, audio_window
-            run.cut_timeout = float(cut_timeout)
+            run.cut_timeout, run.cutter = float(cut_timeout), cutter
             # private to this split and part; whatever a killed run left there is removed here
             run.cut_tmp = cache_root / "tmp" / f"{ident['benchmark']}-{ident['split']}-part-{part}-of-{num_parts}"
             shutil.rmtree(run.cut_tmp, ignore_errors=True)
@@ -407,8 +429,52 @@ def run_prepare(
             _run_blobs(run)
 
     summary.elapsed_s = time.perf_counter() - t0
-    _write_run_record(split_path, summary, started, {**params, "retry_failed": retry_failed})
+    _write_run_record(split_path, summary, started, {**params, "retry_failed": retry_failed}, cutter_rec)
     return summary
+
+
+def merge_split(
+    split_dir: str | os.PathLike,
+    *,
+    allow_mixed_ffmpeg: bool = False,
+    expected_plan_hash: str | None = None,
+    annotations: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """`manifest.merge` plus the cutter: one cutter record across part files and shard stats (else MergeError,
+    unless `allow_mixed_ffmpeg`), written to manifest.json as `cutter` beside `ffmpeg`; returns the manifest dict.
+
+    Records written before the cutter was recorded are left out of the check (as `merge` does with ffmpeg builds).
+    """
+    split_path = Path(split_dir)
+    parts = read_part_files(split_path)
+    records = [p["cutter"] for p in parts if p.get("cutter")]
+    num_shards = max((p["plan"]["num_shards"] for p in parts), default=0)
+    done = [s for s in range(num_shards) if shard_done(split_path, s)]
+    for s in done:
+        try:
+            records.append(read_stats(split_path, s).get("cutter"))
+        except (OSError, ValueError):
+            continue  # `merge` reports an unreadable stats file
+    distinct = sorted({canonical_json(r) for r in records if r})
+    if len(distinct) > 1 and not allow_mixed_ffmpeg:
+        names = [_cutter_name(json.loads(d)) for d in distinct]
+        incomplete = [s for s in range(num_shards) if s not in set(done)]
+        raise MergeError([f"{len(distinct)} cutters across parts (--allow-mixed-ffmpeg accepts): {names}"], incomplete)
+    doc = merge(split_path, allow_mixed_ffmpeg=allow_mixed_ffmpeg, expected_plan_hash=expected_plan_hash,
+                annotations=annotations)  # fmt: skip
+    if distinct:
+        found = [json.loads(d) for d in distinct]
+        doc["cutter"] = found[0] if len(found) == 1 else {"mixed": True, "allowed": True, "cutters": found}
+        write_json_atomic(split_path / "manifest.json", doc)
+    return doc
+
+
+def _cutter_name(record: Mapping[str, Any]) -> str:
+    """`ffmpeg`, or `pyav <version> (<libav* version>)` for a cutter record."""
+    versions = record.get("pyav") or {}
+    if record.get("cutter") != "pyav":
+        return str(record.get("cutter"))
+    return f"pyav {versions.get('pyav', '?')} ({versions.get('ffmpeg') or versions.get('libavcodec', '?')})"
 
 
 def _read_shard_rows(split_path: Path, shard: int) -> list[dict[str, Any]]:
@@ -577,8 +643,8 @@ def _cut_many(run: _Run, pool: Executor, clip_ids: list[str], acquired) -> dict[
         start = clip_ref(cid).start if run.full_length else 0.0
         try:
             result = cut_clip(
-                acquired[cid].path, start_offset=start, audio_window=run.audio_window,
-                frame_time=run.frame_time, exe=run.exe, timeout=run.cut_timeout, tmp_dir=run.cut_tmp,
+                acquired[cid].path, start_offset=start, audio_window=run.audio_window, frame_time=run.frame_time,
+                exe=run.exe, timeout=run.cut_timeout, tmp_dir=run.cut_tmp, cutter=run.cutter,
             )  # fmt: skip
         except CutError as exc:
             return exc
@@ -682,7 +748,8 @@ def _call_batch(make_blobs_batch: MakeBlobsBatch, rows: Sequence[PlanRow]) -> li
 # --------------------------------------------------------------------------- records, progress
 
 
-def _write_run_record(split_path: Path, summary: PrepareSummary, started: datetime, params: dict) -> None:
+def _write_run_record(split_path: Path, summary: PrepareSummary, started: datetime, params: dict,
+                      cutter: Mapping[str, Any] | None = None) -> None:
     """Timestamps and host go to `_runs/` (never into shards or the manifest)."""
     record = {
         "part": summary.part, "num_parts": summary.num_parts, "plan_hash": summary.plan_hash,
@@ -690,7 +757,7 @@ def _write_run_record(split_path: Path, summary: PrepareSummary, started: dateti
         "started": started.isoformat(), "finished": datetime.now(timezone.utc).isoformat(),
         "elapsed_s": summary.elapsed_s, "written": summary.written, "skipped": summary.skipped,
         "retried": {f"{s:06d}": n for s, n in sorted(summary.retried.items())}, "params": params,
-        "counts": summary.counts, "errors": summary.errors,
+        "counts": summary.counts, "errors": summary.errors, "cutter": cutter,
     }  # fmt: skip
     stamp = started.strftime("%Y%m%dT%H%M%S%fZ")
     write_json_atomic(split_path / "_runs" / f"part-{summary.part}-of-{summary.num_parts}.{stamp}.json", record)

@@ -297,17 +297,17 @@ def _blobs(sample: RenderedSample, flac: bytes):
     return SampleBlobs(key=sample.key, jpg=encode_jpeg(sample.rgb), flac=flac, meta=sample.meta)
 
 
-FLAC_ENCODERS = ("ffmpeg", "soundfile")
+FLAC_ENCODERS = ("pyav", "ffmpeg", "soundfile")
 
 
-def sample_blobs(row: Any, *, exe: str | None = None, flac_encoder: str = "ffmpeg"):
-    """Render one row and encode it: a `shards.SampleBlobs` (JPEG by Pillow; FLAC by one ffmpeg process,
-    the §4 path, or by libsndfile with `flac_encoder="soundfile"`)."""
+def sample_blobs(row: Any, *, exe: str | None = None, flac_encoder: str = "pyav"):
+    """Render one row and encode it: a `shards.SampleBlobs` (JPEG by Pillow; FLAC by libavcodec in-process
+    (`"pyav"`, the §4 bytes), one ffmpeg process (`"ffmpeg"`) or libsndfile (`"soundfile"`))."""
     sample = render_sample(row)
     return _blobs(sample, _encode_flacs([sample.pcm], exe, flac_encoder, batch=False)[0])
 
 
-def sample_blobs_batch(rows: Sequence[Any], *, exe: str | None = None, flac_encoder: str = "ffmpeg") -> list:
+def sample_blobs_batch(rows: Sequence[Any], *, exe: str | None = None, flac_encoder: str = "pyav") -> list:
     """`sample_blobs` for many rows; with ffmpeg, one process encodes all their FLACs (byte-identical to
     one process per clip, about a third of the CPU time)."""
     samples = [render_sample(row) for row in rows]
@@ -316,11 +316,13 @@ def sample_blobs_batch(rows: Sequence[Any], *, exe: str | None = None, flac_enco
 
 
 def _encode_flacs(pcms: list[np.ndarray], exe: str | None, flac_encoder: str, *, batch: bool) -> list[bytes]:
-    if flac_encoder == "ffmpeg":
+    if flac_encoder == "pyav":  # libavcodec's FLAC encoder in-process (the §4 command line's bytes); no PyAV: ffmpeg
         from . import decode
 
-        if decode.available():  # libavcodec's FLAC encoder in-process: the §4 command line's bytes, no process
+        if decode.available():
             return [decode.encode_flac(p, SAMPLE_RATE) for p in pcms]
+        flac_encoder = "ffmpeg"
+    if flac_encoder == "ffmpeg":  # the ffmpeg binary (`exe`): one process per batch, or per clip
         if batch:
             return encode_flac_batch(pcms, SAMPLE_RATE, exe)
         from .ffmpeg import encode_flac

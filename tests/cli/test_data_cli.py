@@ -141,6 +141,55 @@ def test_prepare_vggss_limit_over_http(mirror, http_media, tmp_path):
         assert text in result.output, text
 
 
+def _mirror_of(http_media, tmp_path: Path, keys) -> Path:
+    tree = tmp_path / "mirror"
+    tree.mkdir()
+    for key in keys:
+        (tree / f"{key}.mp4").write_bytes(http_media["av"].read_bytes())
+    return tree
+
+
+def test_prepare_mirror_with_the_ffmpeg_cutter(mirror, http_media, tmp_path):
+    """`--cutter ffmpeg` end to end on a 2-clip mirror: recorded in stats and manifest; same frames as PyAV."""
+    pytest.importorskip("av")
+    keys = ["-0BIyqJj9ZU_000030", "-0UuUoXQUoI_000107"]  # the first VGG-SS keys
+    tree = _mirror_of(http_media, tmp_path, keys)
+    args = ("prepare", "vggss", "--limit", 2, "--source", f"mirror:{tree}", "--upstream", mirror, "--no-progress")
+    result = _invoke(*args, "--out", tmp_path / "ff", "--cutter", "ffmpeg")
+    assert result.exit_code == 0, result.output
+    split = tmp_path / "ff" / "vggss" / "test"
+    manifest = json.loads((split / "manifest.json").read_text())
+    assert manifest["counts"]["success"] == 2 and manifest["cutter"] == {"cutter": "ffmpeg", "fallback": None}
+    assert json.loads((split / "000000_stats.json").read_text())["cutter"] == manifest["cutter"]
+    assert manifest["ffmpeg"]["version_line"].startswith("ffmpeg version")
+    result = _invoke(*args, "--out", tmp_path / "ff", "--cutter", "ffmpeg")  # same options: skipped
+    assert result.exit_code == 0 and "(0 new)" in result.output, result.output
+
+    result = _invoke(*args, "--out", tmp_path / "pyav")  # default cutter
+    assert result.exit_code == 0, result.output
+    other = tmp_path / "pyav" / "vggss" / "test"
+    doc = json.loads((other / "manifest.json").read_text())
+    assert doc["cutter"]["cutter"] == "pyav" and doc["cutter"]["pyav"]["pyav"]
+    ours, theirs = _tar_members(other / "000000.tar"), _tar_members(split / "000000.tar")
+    assert [ours[f"{k}.jpg"] for k in keys] == [theirs[f"{k}.jpg"] for k in keys]  # (FLAC: see the issue notes)
+
+
+def test_merge_refuses_parts_cut_by_different_cutters(mirror, http_media, tmp_path):
+    pytest.importorskip("av")
+    keys = ["-0BIyqJj9ZU_000030", "-0UuUoXQUoI_000107"]
+    tree = _mirror_of(http_media, tmp_path, keys)
+    args = ("prepare", "vggss", "--out", tmp_path / "out", "--limit", 2, "--source", f"mirror:{tree}",
+            "--upstream", mirror, "--samples-per-shard", 1, "--num-parts", 2, "--no-progress")  # fmt: skip
+    assert _invoke(*args, "--part", 0, "--cutter", "ffmpeg").exit_code == 0
+    assert _invoke(*args, "--part", 1, "--cutter", "pyav").exit_code == 0
+    result = _invoke(*args, "--merge")
+    assert result.exit_code != 0 and "2 cutters across parts" in " ".join(result.output.split()), result.output
+    result = _invoke(*args, "--merge", "--allow-mixed-ffmpeg")
+    assert result.exit_code == 0, result.output
+    cutter = json.loads((tmp_path / "out" / "vggss" / "test" / "manifest.json").read_text())["cutter"]
+    assert cutter["mixed"] and cutter["allowed"] and [c["cutter"] for c in cutter["cutters"]] == ["ffmpeg", "pyav"]
+
+
 # ---------------------------------------------------------------------------------------- synthetic-tiny
 
 
@@ -179,6 +228,16 @@ def test_rerun_skips_committed_shards(tiny):
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in tars} == before
     runs = sorted((out / "synthetic-tiny" / "train" / "_runs").glob("*.json"))
     assert len(runs) == 2 and json.loads(runs[-1].read_text())["skipped"] == [0]
+
+
+def test_synthetic_cutter_ffmpeg_encodes_the_same_flac(tmp_path):
+    """`--cutter ffmpeg`: synthetic FLAC through the ffmpeg binary; the same bytes as PyAV's in-process encoder."""
+    args = ("prepare", "synthetic-tiny", "--limit", 2, "--no-progress")
+    assert _invoke(*args, "--out", tmp_path / "ff", "--cutter", "ffmpeg").exit_code == 0
+    assert _invoke(*args, "--out", tmp_path / "pyav", "--cutter", "pyav").exit_code == 0
+    ff, pyav = (tmp_path / d / "synthetic-tiny" / "test" for d in ("ff", "pyav"))
+    assert json.loads((ff / "manifest.json").read_text())["cutter"]["cutter"] == "ffmpeg"
+    assert (ff / "000000.tar").read_bytes() == (pyav / "000000.tar").read_bytes()
 
 
 def test_merge_reports_incomplete_shards(tmp_path):

@@ -1,4 +1,4 @@
-"""`avsl-bench prepare --cut-timeout / --retry-failed` through the CLI (Flickr training videos: no network)."""
+"""`avsl-bench prepare --cut-timeout / --retry-failed / --cutter` through the CLI (Flickr training videos: no network)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def _invoke(*args):
 def test_help_lists_the_options():
     result = _invoke("prepare", "--help")
     assert result.exit_code == 0
-    for option in ("--cut-timeout", "--retry-failed", "transient|all"):
+    for option in ("--cut-timeout", "--retry-failed", "transient|all", "--cutter", "pyav|ffmpeg"):
         assert option in result.output, option
 
 
@@ -53,6 +53,14 @@ def test_cut_timeout_then_retry_failed(tmp_path, upstream, media):
     assert counts() == {"success": 3, "unavailable": 0, "failed_download": 0, "failed_cut": 0}
 
     for bad, message in ((("--retry-failed", "some"), "--retry-failed must be one of transient, all"),
-                         (("--cut-timeout", "0"), "--cut-timeout must be > 0 seconds")):  # fmt: skip
+                         (("--cut-timeout", "0"), "--cut-timeout must be > 0 seconds"),
+                         (("--cutter", "gst"), "--cutter must be one of pyav, ffmpeg, got 'gst'")):  # fmt: skip
         result = _invoke(*args, *bad)
         assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+
+
+def test_cutter_other_than_the_default_is_refused_for_flickr(tmp_path, upstream, monkeypatch):
+    monkeypatch.delenv("AVSL_BENCH_CUTTER", raising=False)
+    result = _invoke("prepare", "flickr-10k-noleak", "--out", tmp_path / "out", "--limit", 1, "--flickr-archive",
+                     tmp_path, "--cutter", "ffmpeg", "--no-progress")  # fmt: skip
+    assert result.exit_code == 2 and "set AVSL_BENCH_CUTTER=ffmpeg" in " ".join(result.output.split()), result.output

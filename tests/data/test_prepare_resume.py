@@ -312,3 +312,57 @@ def test_retry_failed_refuses_a_modified_shard_and_bad_options(reference, tmp_pa
         _prepare_with(out, rows[:4], LocalSource(mapping), retry_failed="some")
     with pytest.raises(UsageError, match="--cut-timeout"):
         _prepare_with(out, rows[:4], LocalSource(mapping), cut_timeout=0)
+
+
+# ------------------------------------------------------------------------------------------------ cutters
+
+
+def test_cutter_is_recorded_beside_the_ffmpeg_build(reference):
+    from avsl_bench.data.cut import cutter_info
+    from avsl_bench.data.prepare import merge_split
+
+    out, *_ = reference
+    split = out / "split"
+    expected = cutter_info()
+    stats = json.loads(shard_paths(split, 0).stats.read_text())
+    part = json.loads((split / "_parts" / "part-0-of-1.json").read_text())
+    record = json.loads(sorted((split / "_runs").glob("*.json"))[-1].read_text())
+    assert stats["cutter"] == part["cutter"] == record["cutter"] == expected and stats["ffmpeg"]
+    doc = merge_split(split)
+    assert doc["cutter"] == json.loads((split / "manifest.json").read_text())["cutter"] == expected
+    assert doc["ffmpeg"] == merge(split)["ffmpeg"]  # the plain merge still works, without the cutter key
+
+
+def test_other_cutter_cuts_afresh_and_merge_refuses_the_mix(media, tmp_path):
+    pytest.importorskip("av")
+    from avsl_bench.data.manifest import MergeError
+    from avsl_bench.data.prepare import merge_split
+    from avsl_bench.errors import UsageError
+
+    rows, mapping = _rows_and_media(media)
+    rows = [rows[i] for i in (0, 1, 2, 11)]  # shard 0: vid 0, 1; shard 1: vid 11 (failed cut), vid 2
+    out, split = tmp_path / "out", tmp_path / "out" / "split"
+    first = _prepare_with(out, rows, LocalSource(mapping), cutter="pyav")
+    assert first.written == [0, 1] and first.counts["success"] == 3
+    tar1 = shard_paths(split, 1).tar.read_bytes()
+    again = _prepare_with(out, rows, LocalSource(mapping), cutter="pyav")  # same options: everything skipped
+    assert (again.written, again.skipped) == ([], [0, 1])
+
+    shard_paths(split, 1).stats.unlink()  # shard 1 is redone by the other cutter
+    second = _prepare_with(out, rows, LocalSource(mapping), cutter="ffmpeg")
+    assert (second.written, second.skipped) == ([1], [0])
+    variants = {d.name: sorted(p.name for p in d.glob("*.json")) for d in (out / "_cache" / "cuts").iterdir()}
+    assert len(variants) == 2  # no cut of the pyav run was reused: the ffmpeg variant holds shard 1's clip only
+    assert sorted(variants.values(), key=len) == [[f"{_vid(2)}.json"], [f"{_vid(i)}.json" for i in (0, 1, 2)]]
+    assert shard_paths(split, 1).tar.read_bytes() == tar1  # the two cutters agree byte for byte on H.264/AAC
+    assert json.loads(shard_paths(split, 1).stats.read_text())["cutter"] == {"cutter": "ffmpeg", "fallback": None}
+
+    with pytest.raises(MergeError, match="2 cutters across parts"):
+        merge_split(split)
+    assert not (split / "manifest.json").exists()
+    doc = merge_split(split, allow_mixed_ffmpeg=True)
+    assert doc["cutter"]["mixed"] and {c["cutter"] for c in doc["cutter"]["cutters"]} == {"pyav", "ffmpeg"}
+    with pytest.raises(UsageError, match="shard 000001 was cut by ffmpeg: retry its failed rows with --cutter ffmpeg"):
+        _prepare_with(out, rows, LocalSource(mapping), cutter="pyav", retry_failed="all")
+    with pytest.raises(UsageError, match="cutter must be one of pyav, ffmpeg"):
+        _prepare_with(out, rows, LocalSource(mapping), cutter="gstreamer")
