@@ -5,9 +5,16 @@ The same libav* pipeline as the §4 command line, run through PyAV's bundled FFm
 * frame: seek to the keyframe at or before t, decode forward (frames shown before t that no other frame
   references are not decoded at all), take the first frame with pts >= t, convert it to full-range YUV as
   ffmpeg's auto-inserted scaler does and encode it with the mjpeg encoder at `-q:v 2`, bitexact, SAR 1;
-* audio: decode from the window start, `atrim` the window in the source's sample domain, let `aformat` (with the
+* audio: seek like `-ss` on the input (always, also to 0), decode from there, `atrim` the window in the source's sample domain, let `aformat` (with the
   auto-inserted swr `aresample`) make 16 kHz mono s16, and mux FLAC to memory with bitexact flags, no metadata,
   no padding and the command line's block size.
+
+The command line's demuxer seek also lands past an mp4 edit list's priming packet (the AAC encoder delay)
+whenever the default stream has a keyframe at the window start, and ffmpeg (n9) then skips the priming count
+(1,024 samples for AAC) of the first packet it decodes after the seek; PyAV's libavformat gives that packet no
+skip. The first packet after the seek therefore gets the stream's priming SKIP_SAMPLES side data (read off its
+first packet) unless it carries its own, and times go in as the command line's whole microseconds (`-ss 6.3`,
+not the float 1.3 + 5.0), rescaled to each stream's time base to the nearest tick as ffmpeg does.
 
 One thread per clip (decoders run with `thread_count=1`; PyAV releases the GIL while decoding), so a pool of N
 threads uses N cores. A file PyAV cannot cut raises `DecodeError`; `cut.cut_clip` then falls back to ffmpeg.
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import io
 import math
+from decimal import Decimal
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -30,6 +38,11 @@ _QP2LAMBDA = 118
 JPEG_QSCALE = 2
 #: Full-range pixel format the mjpeg encoder gets, by chroma layout of the decoded frame.
 _JPEG_PIX_FMT = {"444": "yuvj444p", "422": "yuvj422p"}
+#: Demuxers whose cut is byte-identical to the command line's (checked: MP4/MOV with H.264 + AAC at 16 / 44.1 /
+#: 48 kHz, with and without an edit list, MP3, Opus, AC-3). Matroska/WebM is not (its seek lands on other audio
+#: packets than the command line's and the decoder delay is applied differently), so anything else raises
+#: DecodeError and the ffmpeg cutter cuts it.
+_SAME_AS_CLI = frozenset({"mov,mp4,m4a,3gp,3g2,mj2"})
 
 
 class DecodeError(Exception):
@@ -87,14 +100,16 @@ def cut_pyav(
     name = Path(src).name
     try:
         with av.open(str(src), metadata_errors="replace") as container:
+            if container.format.name not in _SAME_AS_CLI:
+                raise DecodeError(f"{name}: {container.format.name} input is cut by ffmpeg")
             if not container.streams.video:
                 raise DecodeError(f"{name} has no video stream")
             if not container.streams.audio:
                 raise DecodeError(f"{name} has no audio stream")
-            origin = Fraction(container.start_time or 0, av.time_base)
-            flac = _audio(container, origin + Fraction(start_offset) + Fraction(window[0]),
-                          Fraction(window[1]) - Fraction(window[0]), deadline, name)  # fmt: skip
-            frame = _frame(container, origin + Fraction(start_offset) + Fraction(frame_time), deadline, name)
+            origin = int(container.start_time or 0)  # microseconds, as `-ss` adds it to the seek point
+            flac = _audio(container, origin + _us(start_offset + window[0]), _us(window[1] - window[0]),
+                          deadline, name)  # fmt: skip
+            frame = _frame(container, origin + _us(start_offset + frame_time), deadline, name)
             jpg = _encode_jpeg(frame)
             duration = _printed_duration(container.duration)
     except DecodeError:
@@ -103,6 +118,19 @@ def cut_pyav(
         raise DecodeError(f"{name}: {type(exc).__name__}: {exc}") from None
     return Decoded(jpg=jpg, flac=flac[0], width=frame.width, height=frame.height, samples=flac[1],
                    clip_duration=duration)  # fmt: skip
+
+
+def _us(seconds: float) -> int:
+    """`seconds` in microseconds exactly as the command line gets it: `cut._sec` prints 6 decimals, which
+    ffmpeg parses to whole microseconds (so 1.3 + 5.0 is 6300000 us, not the float's 6.30000000000000044 s)."""
+    return int(Decimal(f"{seconds:.6f}").scaleb(6))
+
+
+def _rescale(us: int, time_base: Fraction) -> int:
+    """`av_rescale_q(us, AV_TIME_BASE_Q, time_base)`: to the nearest tick, halves away from zero (how ffmpeg
+    turns the input's `-ss` offset into a stream's timestamps)."""
+    ticks = Fraction(us, 1_000_000) / time_base
+    return int(math.copysign(math.floor(abs(ticks) + Fraction(1, 2)), ticks))
 
 
 def _check(deadline: float | None, name: str) -> None:
@@ -120,14 +148,15 @@ def _printed_duration(duration_us: int | None) -> float | None:
 # --------------------------------------------------------------------------- frame
 
 
-def _frame(container, target: Fraction, deadline: float | None, name: str):
-    """The first decoded frame of video stream 0 whose pts is >= `target` seconds."""
+def _frame(container, target_us: int, deadline: float | None, name: str):
+    """The first decoded frame of video stream 0 whose pts is >= `target_us` microseconds (rescaled like
+    the command line's input offset)."""
     stream = container.streams.video[0]
     ctx = stream.codec_context
     ctx.thread_count = 1
     tb = stream.time_base
-    target_pts = math.ceil(target / tb)
-    container.seek(int(target_pts), stream=stream, backward=True, any_frame=False)
+    target_pts = _rescale(target_us, tb)
+    container.seek(target_pts, stream=stream, backward=True, any_frame=False)
     ctx.flush_buffers()
     for packet in container.demux(stream):
         _check(deadline, name)
@@ -140,7 +169,7 @@ def _frame(container, target: Fraction, deadline: float | None, name: str):
                 raise DecodeError(f"{name}: decoded frame without a timestamp")
             if pts >= target_pts:
                 return frame
-    raise DecodeError(f"{name}: no frame at >= {float(target):g} s")
+    raise DecodeError(f"{name}: no frame at >= {target_us / 1e6:g} s")
 
 
 def _encode_jpeg(frame) -> bytes:
@@ -164,22 +193,28 @@ def _encode_jpeg(frame) -> bytes:
 # --------------------------------------------------------------------------- audio
 
 
-def _audio(container, start: Fraction, length: Fraction, deadline: float | None, name: str) -> tuple[bytes, int]:
-    """(FLAC bytes, sample count) of audio stream 0 over [start, start + length) seconds, 16 kHz mono s16."""
+def _audio(container, start_us: int, length_us: int, deadline: float | None, name: str) -> tuple[bytes, int]:
+    """(FLAC bytes, sample count) of audio stream 0 over [start, start + length) microseconds, 16 kHz mono s16."""
     import av
 
     stream = container.streams.audio[0]
     ctx = stream.codec_context
     ctx.thread_count = 1
     tb = stream.time_base
-    if start > Fraction(container.start_time or 0, av.time_base):  # else: read from the start, as opened
-        container.seek(int(start * av.time_base), backward=True)  # default stream, like `-ss` on the input
-        ctx.flush_buffers()
-    shift = round(start / tb)  # source timestamps -> window time (pts 0 = window start)
-    end_pts = math.ceil((start + length) / tb)
+    priming = _priming(container, stream)
+    container.seek(start_us, backward=True)  # default stream, like `-ss` on the input
+    ctx.flush_buffers()
+    shift = _rescale(start_us, tb)  # source timestamps -> window time (pts 0 = window start)
+    end_pts = shift + math.ceil(Fraction(length_us, 1_000_000) / tb)
+    length = Fraction(length_us, 1_000_000)
     frames = []
+    first = True
     for packet in container.demux(stream):
         _check(deadline, name)
+        if first and packet.size:
+            first = False
+            if priming is not None and not packet.has_sidedata("skip_samples"):
+                packet.set_sidedata(priming)
         frames += ctx.decode(packet)
         if packet.pts is not None and packet.pts >= end_pts:
             frames += ctx.decode(None)  # what the decoder still holds
@@ -205,6 +240,14 @@ def _audio(container, start: Fraction, length: Fraction, deadline: float | None,
     if pcm.size == 0:
         raise DecodeError(f"{name}: no audio samples in the window")
     return encode_flac(pcm, SAMPLE_RATE, block_size=chunks[0].size), int(pcm.size)
+
+
+def _priming(container, stream):
+    """The skip-samples side data of the audio stream's first packet (its edit list's priming), or None."""
+    for packet in container.demux(stream):
+        if packet.size:
+            return packet.get_sidedata("skip_samples") if packet.has_sidedata("skip_samples") else None
+    return None
 
 
 def encode_flac(pcm: np.ndarray, sample_rate: int, block_size: int | None = None) -> bytes:

@@ -6,6 +6,7 @@ import io
 import os
 import pickle
 import stat
+import subprocess
 import time
 
 import numpy as np
@@ -294,3 +295,64 @@ def test_in_process_flac_is_lossless_tag_free_and_like_ffmpeg(ffmpeg_exe, n):
     assert np.array_equal(_pcm(encode_flac(pcm, 16000, ffmpeg_exe)), _pcm(data))
     with pytest.raises(ValueError, match="1-D int16"):
         decode.encode_flac(pcm.astype(np.float32), 16000)
+
+
+# --------------------------------------------------------------------------- edit-list priming (AAC encoder delay)
+
+
+@pytest.fixture(scope="session")
+def aac_media(tmp_path_factory, ffmpeg_exe):
+    """6 s H.264 + AAC mp4s (10 fps, a keyframe every second) at 44.1 / 48 / 16 kHz: ffmpeg's mp4 edit list
+    hides the encoder's 1,024 priming samples, and a keyframe at the window start makes the command line's seek
+    land past the priming packet (the 28 s `http_media` clip of the CLI tests, shorter)."""
+    root = tmp_path_factory.mktemp("aac")
+    paths = {rate: root / f"aac{rate}.mp4" for rate in (44100, 48000, 16000)}
+    procs = [
+        subprocess.Popen([ffmpeg_exe, "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
+                          "testsrc2=size=96x64:rate=10:duration=6", "-f", "lavfi", "-i",
+                          f"sine=frequency=440:sample_rate={rate}:duration=6", "-c:v", "libx264", "-preset",
+                          "ultrafast", "-g", "10", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path)],
+                         stderr=subprocess.PIPE)
+        for rate, path in paths.items()
+    ]  # fmt: skip
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+    return paths
+
+
+@pytest.mark.parametrize(
+    ("rate", "offset", "window", "frame_time"),
+    [
+        (44100, 0.0, 4.0, 2.0),  # window at 0: the command line skips the priming-length first packet
+        (44100, 1.0, 4.0, 2.0),  # window start on a keyframe mid-file: same skip after the seek
+        (44100, 1.3, 2.0, 3.0),  # mid-GOP start; frame at `-ss 4.3` (the float 1.3 is a hair above 1.3)
+        (48000, 0.0, 4.0, 2.0),
+        (48000, 2.0, 3.0, 1.5),
+        (48000, 0.7, 2.0, 2.6),
+        (16000, 0.0, 4.0, 2.0),
+        (16000, 1.0, 4.0, 2.0),
+    ],
+)
+def test_pyav_is_byte_identical_on_aac_edit_lists(aac_media, ffmpeg_exe, rate, offset, window, frame_time):
+    kwargs = dict(start_offset=offset, audio_window=window, frame_time=frame_time, exe=ffmpeg_exe)
+    a = cut_clip(aac_media[rate], cutter="pyav", **kwargs)
+    b = cut_clip(aac_media[rate], cutter="ffmpeg", **kwargs)
+    assert (a.cutter, b.cutter) == ("pyav", "ffmpeg")
+    assert a.samples == b.samples
+    assert a.flac == b.flac
+    assert a.jpg == b.jpg
+
+
+def test_pyav_hands_non_mp4_to_ffmpeg(ffmpeg_exe, tmp_path):
+    """Matroska/WebM cuts are not byte-identical in-process: DecodeError, so the ffmpeg cutter takes them."""
+    path = tmp_path / "clip.mkv"
+    subprocess.run([ffmpeg_exe, "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc2=size=96x64:rate=10:duration=3", "-f", "lavfi", "-i", "sine=d=3",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", str(path)],
+                   check=True)  # fmt: skip
+    with pytest.raises(decode.DecodeError, match="clip.mkv: matroska,webm input is cut by ffmpeg"):
+        decode.cut_pyav(path, frame_time=1.0, window=(0.0, 2.0))
+    got = cut_clip(path, frame_time=1.0, audio_window=2.0, exe=ffmpeg_exe, cutter="pyav")
+    assert got.cutter == "ffmpeg"
+    assert got == cut_clip(path, frame_time=1.0, audio_window=2.0, exe=ffmpeg_exe, cutter="ffmpeg")
