@@ -41,9 +41,15 @@ ACCEPT = {"loc_acc_margin": 0.10, "auc_margin": 0.05, "control_gap": 0.10, "trai
 
 
 def splits(data: Path, size: str) -> dict[str, Path]:
+    """The train / test / test-neg directories under `data/size`; rendered there only if a split has no shards
+    (a directory written by `avsl-bench prepare` is used as it is, whatever its shard size)."""
     from tests.train.synthetic_shards import write_synthetic
 
-    return write_synthetic(data, size, ("train", "test", "test-neg"), samples_per_shard=500)
+    names = ("train", "test", "test-neg")
+    dirs = {name: data / size / name for name in names}
+    if all(any(d.glob("*.tar")) for d in dirs.values()):
+        return dirs
+    return write_synthetic(data, size, names, samples_per_shard=500)
 
 
 def ci_run(method: str, dirs: dict[str, Path], work: Path) -> dict:
