@@ -29,7 +29,7 @@ from ..files import sha256_bytes
 __all__ = [
     "render_rgb", "render_audio", "render_sample", "RenderedSample", "encode_jpeg", "sample_blobs",
     "sample_blobs_batch", "encode_flac_batch", "BATCH_CLIPS", "meta_hashes", "assert_disjoint_splits", "SplitLeakError",
-    "object_masks", "plan_row", "encode_flac_soundfile", "FLAC_ENCODERS",
+    "object_masks", "plan_row", "encode_flac_soundfile", "FLAC_ENCODERS", "labelled_keys", "LABELLED_SALT",
 ]
 
 JPEG_QUALITY = 95
@@ -235,6 +235,20 @@ def _row_dict(row: Any) -> Mapping[str, Any]:
     raise TypeError(f"expected a synthetic annotation row, got {type(row).__name__}")
 
 
+LABELLED_SALT = "semisup-synthetic|"
+
+
+@functools.lru_cache(maxsize=None)
+def labelled_keys(size: str) -> frozenset[str]:
+    """The labelled train subset of a synthetic size (baselines spec §3.7, avsl-bench choice): the n // 10 train
+    keys with the smallest sha256(`"semisup-synthetic|" + key`) (400 of `synthetic`, 25 of `synthetic-tiny`)."""
+    from ..benchmarks.synthetic import sample_key, split_size
+
+    keys = [sample_key("train", i) for i in range(split_size(size, "train"))]
+    ranked = sorted(keys, key=lambda k: sha256_bytes((LABELLED_SALT + k).encode("utf-8")))
+    return frozenset(ranked[: len(keys) // 10])
+
+
 def render_sample(row: Any) -> RenderedSample:
     """Render one row of `synthetic_annotations` (positive, silent or off-screen negative)."""
     r = _row_dict(row)
@@ -262,6 +276,8 @@ def render_sample(row: Any) -> RenderedSample:
         "scene": scene.to_json(),
         "audio_params": _jsonable_audio(audio_scene),
     }  # fmt: skip
+    if r["split"] == "train":  # semi-supervised methods read the boxes of labelled samples only
+        meta["labelled"] = r["key"] in labelled_keys(r["benchmark"])
     return RenderedSample(key=r["key"], rgb=rgb, pcm=pcm, meta=meta)
 
 

@@ -2,7 +2,7 @@
 
     >>> from avsl_bench.models import method_registry, build_model
     >>> method_registry().names()
-    ['dmc', 'ezvsl', 'jsa', 'slavc']
+    ['dmc', 'dmt', 'ezvsl', 'jsa', 'slavc', 'xpl']
 
 `center_prior` (§3.1) and `ogl` (§3.2, §2.4) need no training and are not registered methods.
 """
@@ -17,7 +17,7 @@ from .base import AVModel, MethodEntry
 __all__ = ["method_registry", "get_method", "build_model", "AVModel", "MethodEntry"]
 
 #: Family modules holding one `ENTRY` each; adding a method = adding its module here.
-_FAMILIES = ("ezvsl", "slavc", "jsa", "dmc")
+_FAMILIES = ("ezvsl", "slavc", "jsa", "dmc", "dmt", "xpl")
 
 
 @lru_cache(maxsize=1)

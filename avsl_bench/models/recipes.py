@@ -86,10 +86,17 @@ class ScheduleConfig:
     batch_size: int = 128  # global batch, regardless of GPU count
     drop_last: bool = True
     save_every: int = 0  # >0: also keep epoch_XXX.pt every N epochs (diagnostics only)
+    # Semi-supervised methods (§3.7): the first `warmup_epochs` epochs draw labelled samples only; afterwards every
+    # global batch is `batch_size` samples of the unlabelled pool plus `labelled_batch_size` labelled ones (0: one
+    # permutation of all samples, labelled ones mixed in). Both 0 for unsupervised methods (plain shuffle).
+    warmup_epochs: int = 0
+    labelled_batch_size: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 2:
             raise ValueError("epochs must be ≥ 1 and batch_size ≥ 2")
+        if self.warmup_epochs < 0 or self.labelled_batch_size < 0:
+            raise ValueError("warmup_epochs and labelled_batch_size must be ≥ 0")
         if not self.drop_last:
             raise ValueError("drop_last = false is not supported (contrastive losses need full batches)")
 
@@ -134,7 +141,14 @@ class Recipe:
         return out
 
     def with_epochs(self, epochs: int) -> "Recipe":
-        return dataclasses.replace(self, schedule=dataclasses.replace(self.schedule, epochs=int(epochs)))
+        """The recipe with another schedule length; a semi-supervised warm-up keeps its share of the schedule
+        (rounded, at least 1 epoch, and leaving at least 1 unlabelled epoch when the schedule has 2 or more)."""
+        epochs = int(epochs)
+        warmup = self.schedule.warmup_epochs
+        if warmup and epochs != self.schedule.epochs:
+            warmup = max(1, min(round(warmup * epochs / self.schedule.epochs), epochs - 1 if epochs > 1 else 1))
+        return dataclasses.replace(self, schedule=dataclasses.replace(self.schedule, epochs=epochs,
+                                                                      warmup_epochs=warmup))
 
     @property
     def audio_in_bins(self) -> int:

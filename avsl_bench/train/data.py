@@ -7,6 +7,10 @@ independent of worker count and shard layout.
 
 `check_training_data` enforces "test sets are never read during training": any `manifest.json` or sample `.json`
 with split `test`/`test-neg` (or a negative pair) is refused before a byte of media is decoded.
+
+Semi-supervised methods (baselines spec §3.7) additionally get, per training item, a box mask that follows the
+image's crop and flip (`AVDataset(..., targets=True)`; boxes are read only from samples marked `"labelled": true`)
+and a `SemiSupBatchSampler` (labelled-only warm-up epochs, then unlabelled + labelled batches).
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from .seeding import epoch_permutation, sample_rng
 
 __all__ = [
     "LeakageError", "SampleRef", "ShardIndex", "check_training_data", "AVDataset", "EpochBatchSampler",
-    "clip_centre", "decode_audio", "decode_image", "FORBIDDEN_SPLITS",
+    "clip_centre", "decode_audio", "decode_image", "FORBIDDEN_SPLITS", "box_mask", "is_labelled", "labelled_flags",
+    "SemiSupBatchSampler", "STREAM_LABELLED",
 ]
 
 FORBIDDEN_SPLITS = ("test", "test-neg")
@@ -176,6 +181,28 @@ class ShardIndex:
         return sorted({str(s.meta.get("benchmark")) for s in self.samples})
 
 
+def is_labelled(meta: dict) -> bool:
+    """True only for samples that `prepare` marked `"labelled": true` (their boxes may be read for training)."""
+    return meta.get("labelled") is True
+
+
+def labelled_flags(index: ShardIndex) -> np.ndarray:
+    """(N,) bool: which samples of the index are labelled."""
+    return np.array([is_labelled(s.meta) for s in index.samples], dtype=bool)
+
+
+def box_mask(boxes: Sequence[Sequence[float]], height: int, width: int) -> np.ndarray:
+    """Union of normalised xyxy boxes rasterised at `height`×`width` (uint8 0/1): pixel columns
+    round(xmin·W) … round(xmax·W) − 1, rows likewise."""
+    mask = np.zeros((height, width), dtype=np.uint8)
+    for box in boxes:
+        x0, y0, x1, y1 = (float(v) for v in box)
+        c0, c1 = (int(np.floor(v * width + 0.5)) for v in (x0, x1))
+        r0, r1 = (int(np.floor(v * height + 0.5)) for v in (y0, y1))
+        mask[max(r0, 0) : max(r1, 0), max(c0, 0) : max(c1, 0)] = 1
+    return mask
+
+
 def check_training_data(index: ShardIndex) -> None:
     """Refuse test data and negative pairs for training (raises LeakageError naming the offending file)."""
     for src, manifest in index.manifests.items():
@@ -243,12 +270,17 @@ class AVDataset(Dataset):
 
     Items: `{"image": uint8 (3, S, S), "audio": float32 features, "index": i}`. With `cache=True` call
     `fill_cache()` once: every sample's pre-crop image and audio features are decoded once and kept in memory.
+    With `targets=True` (train mode, semi-supervised methods) items also carry `"mask"`: uint8 (S, S), the union of
+    the sample's boxes rasterised at the pre-crop size and cropped/flipped with the image (same draws, so the image
+    is unchanged), and `"labelled"` (bool); unlabelled samples get a zero mask and their boxes are not read.
     """
 
-    def __init__(self, index: ShardIndex, input_cfg, *, mode: str, seed: int = 0, ogl_image: bool = False) -> None:
+    def __init__(self, index: ShardIndex, input_cfg, *, mode: str, seed: int = 0, ogl_image: bool = False,
+                 targets: bool = False) -> None:
         if mode not in ("train", "eval"):
             raise ValueError(f"mode must be train or eval, got {mode!r}")
         self.index, self.cfg, self.mode, self.seed, self.ogl_image = index, input_cfg, mode, int(seed), ogl_image
+        self.targets = bool(targets)
         self.frontend = features.AudioFrontend(input_cfg.audio_frontend, input_cfg.freq_bins, input_cfg.time_frames)
         self._cache: list | None = None
 
@@ -301,8 +333,16 @@ class AVDataset(Dataset):
             epoch, i = item
             image, audio = self._get(i)
             rng = sample_rng(self.seed, epoch, i)
-            arr = features.random_crop_flip(image["pre"], self.cfg.image_size, rng, self.cfg.flip)
-            return {"image": features.to_chw_uint8(arr), "audio": audio, "index": i}
+            if not self.targets:
+                arr = features.random_crop_flip(image["pre"], self.cfg.image_size, rng, self.cfg.flip)
+                return {"image": features.to_chw_uint8(arr), "audio": audio, "index": i}
+            pre, meta = image["pre"], self.index.samples[i].meta
+            labelled = is_labelled(meta)
+            mask = box_mask(meta.get("boxes") or [], *pre.shape[:2]) if labelled else np.zeros(pre.shape[:2], np.uint8)
+            both = features.random_crop_flip(np.concatenate([pre, mask[..., None]], axis=2), self.cfg.image_size, rng,
+                                             self.cfg.flip)  # fmt: skip
+            return {"image": features.to_chw_uint8(both[..., :3]), "audio": audio, "index": i,
+                    "mask": torch.from_numpy(np.ascontiguousarray(both[..., 3])), "labelled": labelled}
         i, j = (item, item) if isinstance(item, (int, np.integer)) else item
         image = self._get(i)[0] if self._cache is not None else self._image(i)
         audio = self._get(j)[1] if self._cache is not None else self._audio(j)
@@ -358,3 +398,83 @@ class EpochBatchSampler(Sampler):
         for b in range(len(self)):
             start = b * self.batch_size + self.rank * self.local
             yield [(self.epoch, int(i)) for i in perm[start : start + self.local]]
+
+
+STREAM_LABELLED = 3  # seed stream of the labelled-sample order (shuffle = 1, augmentation = 2; see seeding.py)
+
+
+def _labelled_stream(pool: np.ndarray, seed: int, epoch: int, count: int) -> np.ndarray:
+    """`count` labelled indices for epoch `epoch`: concatenated permutations of `pool` (a pure function of seed,
+    epoch), so a labelled set smaller than the labelled share of an epoch is cycled, never truncated."""
+    out, k = [], 0
+    while sum(len(o) for o in out) < count:
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, STREAM_LABELLED, epoch, k])))
+        out.append(pool[rng.permutation(len(pool))])
+        k += 1
+    return np.concatenate(out)[:count] if out else np.zeros(0, dtype=np.int64)
+
+
+class SemiSupBatchSampler(Sampler):
+    """Batches for semi-supervised methods (§3.7): a pure function of (seed, epoch), split across ranks.
+
+    * warm-up epochs (`epoch < warmup_epochs`): labelled samples only, batches of `labelled_batch` (or `batch_size`
+      when 0), max(1, n_L // that) batches, the labelled set cycled if smaller than a batch;
+    * afterwards with `labelled_batch > 0`: each global batch = `batch_size` unlabelled samples (one permutation of
+      the unlabelled pool per epoch, n_U // batch_size batches) + `labelled_batch` labelled ones (cycled stream);
+    * afterwards with `labelled_batch == 0`: exactly `EpochBatchSampler` over all samples (labelled mixed in).
+
+    Rank r takes its contiguous 1/G slice of each part. Yields lists of `(epoch, index)`.
+    """
+
+    def __init__(self, labelled: np.ndarray, batch_size: int, *, labelled_batch: int = 0, warmup_epochs: int = 0,
+                 seed: int, rank: int = 0, world_size: int = 1) -> None:
+        labelled = np.asarray(labelled, dtype=bool)
+        self.lab = np.flatnonzero(labelled)
+        self.unlab = np.flatnonzero(~labelled) if labelled_batch else np.arange(len(labelled))
+        if not len(self.lab):
+            raise UsageError("semi-supervised training needs labelled samples (train samples marked "
+                             '"labelled": true by prepare); none found')
+        for size in (batch_size, labelled_batch):
+            if size % world_size:
+                raise UsageError(f"batch part {size} is not divisible by the number of GPUs ({world_size})")
+        if len(self.unlab) < batch_size:
+            raise UsageError(f"{len(self.unlab)} unlabelled training samples are fewer than one batch of {batch_size}")
+        self.batch_size, self.labelled_batch, self.warmup = int(batch_size), int(labelled_batch), int(warmup_epochs)
+        self.seed, self.rank, self.world = seed, rank, world_size
+        self.local = (batch_size + labelled_batch) // world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def warming_up(self, epoch: int | None = None) -> bool:
+        return (self.epoch if epoch is None else epoch) < self.warmup
+
+    def _warm_size(self) -> int:
+        return self.labelled_batch or self.batch_size
+
+    def __len__(self) -> int:
+        if self.warming_up():
+            return max(1, len(self.lab) // self._warm_size())
+        return len(self.unlab) // self.batch_size
+
+    def global_batch(self) -> int:
+        """Samples per global batch in the current epoch."""
+        return self._warm_size() if self.warming_up() else self.batch_size + self.labelled_batch
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        n = len(self)
+        if self.warming_up():
+            size = self._warm_size()
+            stream, local = _labelled_stream(self.lab, self.seed, self.epoch, n * size), size // self.world
+            for b in range(n):
+                start = b * size + self.rank * local
+                yield [(self.epoch, int(i)) for i in stream[start : start + local]]
+            return
+        perm = self.unlab[epoch_permutation(len(self.unlab), self.seed, self.epoch)]
+        lab = _labelled_stream(self.lab, self.seed, self.epoch, n * self.labelled_batch)
+        lu, ll = self.batch_size // self.world, self.labelled_batch // self.world
+        for b in range(n):
+            u0, l0 = b * self.batch_size + self.rank * lu, b * self.labelled_batch + self.rank * ll
+            items = list(perm[u0 : u0 + lu]) + list(lab[l0 : l0 + ll])
+            yield [(self.epoch, int(i)) for i in items]

@@ -6,6 +6,12 @@ result. `save_every` keeps `epoch_XXX.pt` files for diagnostics; they are never 
 
 Runs unchanged on CPU, one GPU or `torchrun --nproc_per_node G` (fixed global batch, embeddings all-gathered
 with gradient, SyncBatchNorm for G > 1 on CUDA; gloo/CPU runs keep per-process BatchNorm and say so); AMP (bf16/fp16 per recipe) and channels_last apply on CUDA only.
+
+Semi-supervised methods (§3.7) declare `uses_targets = True`: their items carry the box mask of labelled samples
+(`AVDataset(targets=True)`), `forward` also receives `mask`, `labelled` and `index` (all-gathered with the
+embeddings it returns), the sampler is `SemiSupBatchSampler` (`schedule.warmup_epochs` labelled-only epochs, then
+unlabelled + `labelled_batch_size` labelled per batch) and `model.start_epoch(epoch, warmup=...)` is called before
+each epoch. Every other method runs exactly as before.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from ..models import build_model
 from ..models.recipes import Recipe, load_recipe
 from ..provenance import tool_info
 from . import distributed as D
-from .data import AVDataset, EpochBatchSampler, ShardIndex, check_training_data
+from .data import AVDataset, EpochBatchSampler, SemiSupBatchSampler, ShardIndex, check_training_data, labelled_flags
 from .seeding import seed_everything, worker_init_fn
 
 __all__ = ["train", "RUN_SCHEMA", "CHECKPOINT_FORMAT", "save_checkpoint", "leakage_flag"]
@@ -84,6 +90,13 @@ def _move(batch: dict, device: torch.device, channels_last: bool) -> tuple[torch
     return image, batch["audio"].to(device, non_blocking=True)
 
 
+def _extras(batch: dict, device: torch.device) -> dict[str, torch.Tensor]:
+    """The semi-supervised inputs of a batch: box mask (float 0/1), labelled flag, sample index."""
+    return {"mask": batch["mask"].to(device, non_blocking=True).float(),
+            "labelled": batch["labelled"].to(device, non_blocking=True),
+            "index": batch["index"].to(device, non_blocking=True)}  # fmt: skip
+
+
 def train(
     method: str,
     data: str | os.PathLike | Sequence[str | os.PathLike],
@@ -132,8 +145,15 @@ def train(
         dataset.fill_cache(n_workers)
         n_workers = 0
     cache_s = time.perf_counter() - t_cache
-    sampler = EpochBatchSampler(len(dataset), recipe.schedule.batch_size, seed=seed, rank=dist_info.rank,
-                                world_size=dist_info.world_size)  # fmt: skip
+    semisup = bool(recipe.schedule.warmup_epochs or recipe.schedule.labelled_batch_size)
+    if semisup:
+        sampler = SemiSupBatchSampler(labelled_flags(index), recipe.schedule.batch_size, seed=seed,
+                                      labelled_batch=recipe.schedule.labelled_batch_size,
+                                      warmup_epochs=recipe.schedule.warmup_epochs, rank=dist_info.rank,
+                                      world_size=dist_info.world_size)  # fmt: skip
+    else:
+        sampler = EpochBatchSampler(len(dataset), recipe.schedule.batch_size, seed=seed, rank=dist_info.rank,
+                                    world_size=dist_info.world_size)  # fmt: skip
     loader = DataLoader(
         dataset, batch_sampler=sampler, num_workers=n_workers, pin_memory=dev.type == "cuda",
         worker_init_fn=worker_init_fn if n_workers else None, persistent_workers=n_workers > 0,
@@ -147,6 +167,13 @@ def train(
     for w in wlist:
         caught.append(str(w.message))
         log.warning("%s", w.message)
+    uses_targets = bool(getattr(model, "uses_targets", False))
+    if uses_targets != semisup:
+        raise UsageError(f"{recipe.method}: " + ("a semi-supervised method needs schedule.warmup_epochs or "
+                         "labelled_batch_size" if uses_targets else "schedule.warmup_epochs / labelled_batch_size "
+                         "apply to semi-supervised methods only"))  # fmt: skip
+    dataset.targets = uses_targets  # masks are made per item, so setting this after fill_cache is fine
+    start_epoch = getattr(model, "start_epoch", None)
     sync_bn = dist_info.distributed and dev.type == "cuda"  # SyncBatchNorm has no CPU kernel
     if sync_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -172,18 +199,23 @@ def train(
     if dist_info.is_main:
         out.mkdir(parents=True, exist_ok=True)
     history, epoch_ckpts = [], []
-    steps, seen = 0, 0
+    steps, seen, epoch_samples = 0, 0, []
     t_loop = time.perf_counter()
     model.train()
     for epoch in range(recipe.schedule.epochs):
         sampler.set_epoch(epoch)
+        if start_epoch is not None:
+            start_epoch(epoch, warmup=epoch < recipe.schedule.warmup_epochs)
         t_epoch = time.perf_counter()
         sums: dict[str, torch.Tensor] = {}
         n_batches = 0
+        batch_size = sampler.global_batch() if semisup else recipe.schedule.batch_size
+        epoch_samples.append(len(sampler) * batch_size)
         for batch in loader:
             image, audio = _move(batch, dev, channels_last)
+            extras = _extras(batch, dev) if uses_targets else {}
             with _autocast(dev, amp):
-                emb = net(image, audio)
+                emb = net(image, audio, **extras)
             loss, stats = model.loss(D.gather_embeddings(emb))
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
@@ -195,7 +227,7 @@ def train(
                 optimizer.step()
             steps += 1
             n_batches += 1
-            seen += recipe.schedule.batch_size
+            seen += batch_size
             for k, v in {"loss": loss.detach(), **stats}.items():
                 sums[k] = sums.get(k, 0.0) + v.detach().float()
         record = {k: float(D.reduce_mean(v / max(n_batches, 1))) for k, v in sums.items()}
@@ -238,7 +270,9 @@ def train(
                 "benchmarks": benchmarks,
                 "splits": index.splits(),
                 "samples": len(index),
-                "samples_per_epoch": len(sampler) * recipe.schedule.batch_size,
+                "samples_per_epoch": epoch_samples[-1] if epoch_samples else 0,
+                **({"labelled": int(labelled_flags(index).sum()), "samples_per_epoch_each": epoch_samples}
+                   if semisup else {}),
                 "keys_sha256": index.keys_sha256(),
                 "manifest_sha256": index.manifest_sha256,
                 "shards": index.shard_digests(),

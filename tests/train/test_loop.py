@@ -176,3 +176,116 @@ def test_ddp_all_gather_gives_the_global_batch_gradient(tmp_path):
     torch.testing.assert_close(got["loss"], loss.detach())
     for name, p in model.named_parameters():
         torch.testing.assert_close(got["grads"][name], p.grad, rtol=1e-4, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------- semi-supervised (§3.7)
+
+SEMISUP_MODEL = """b_visual = "small_cnn"
+b_visual_widths = [8, 16, 16, 16, 16]
+b_visual_strides = [2, 2, 2, 1, 1]
+b_audio = "spec_cnn"
+b_audio_widths = [8, 16]
+b_audio_strides = [2, 2]
+"""
+
+
+def semisup_recipe(path, method: str, *, warmup: int = 1, labelled_batch: int = 8, cache: bool = True):
+    from .conftest import TINY_RECIPE
+
+    extra = SEMISUP_MODEL if method in ("dmt", "xpl") else ""
+    text = TINY_RECIPE.format(method=method, extra=extra, cache="true" if cache else "false")
+    schedule = f"batch_size = 16\nwarmup_epochs = {warmup}\nlabelled_batch_size = {labelled_batch}\n"
+    path.write_text(text.replace("batch_size = 16\n", schedule))
+    return path
+
+
+@pytest.fixture(scope="module")
+def labelled_shards(tmp_path_factory, fixture_shards):
+    from .test_data import mark_labelled
+
+    return mark_labelled(fixture_shards["train"], tmp_path_factory.mktemp("labelled") / "train", every=4)
+
+
+@pytest.mark.parametrize("method", ["dmt", "xpl"])
+def test_semisup_methods_train_in_two_phases_and_predict_unit_maps(method, labelled_shards, fixture_shards, tmp_path):
+    recipe = semisup_recipe(tmp_path / f"{method}.toml", method)
+    run = train(method, labelled_shards, tmp_path / "run", recipe, device="cpu", seed=0)
+    warm, unl = run["history"]
+    assert set(warm) - {"epoch", "steps", "seconds"} == {"loss", "loss_sup_a", "loss_sup_b"}  # labelled only
+    assert {"loss_unsup_a", "loss_unsup_b"} <= set(unl) and all(np.isfinite(v) for v in unl.values())
+    assert run["steps"] == 16 // 8 + 48 // 16  # warm-up: 16 labelled / 8; then 48 unlabelled / 16 (+ 8 labelled)
+    data = run["training_data"]
+    assert data["labelled"] == 16 and data["samples_per_epoch_each"] == [16, 3 * 24]
+    assert run["recipe"]["resolved"]["schedule"]["warmup_epochs"] == 1 and run["checkpoint_selection"] == "final"
+    model, _, _ = load_run(tmp_path / "run")
+    assert model.map_range == "unit" and not model.training
+    summary = predict(tmp_path / "run", fixture_shards["test"], tmp_path / "p.npz", workers=0)
+    assert summary["map"] == "fixed_range" and summary["samples"] == 24
+    maps = np.load(tmp_path / "p.npz")["maps"]
+    assert maps.min() > -0.1 and maps.max() < 1.1  # probabilities (bicubic may overshoot a little)
+    again = train(method, labelled_shards, tmp_path / "again", recipe, device="cpu", seed=0)
+    assert again["history"][-1]["loss"] == run["history"][-1]["loss"]  # deterministic
+
+
+def test_semisup_training_refuses_test_data_and_mismatched_setups(labelled_shards, fixture_shards, tmp_path):
+    recipe = semisup_recipe(tmp_path / "dmt.toml", "dmt")
+    for split in ("test", "test-neg"):
+        with pytest.raises(LeakageError):
+            train("dmt", [labelled_shards, fixture_shards[split]], tmp_path / split, recipe, device="cpu")
+    with pytest.raises(UsageError, match="labelled samples"):  # shards without `"labelled": true`
+        train("dmt", fixture_shards["train"], tmp_path / "nolab", recipe, device="cpu")
+    with pytest.raises(UsageError, match="semi-supervised"):  # a semi-supervised schedule for EZ-VSL
+        train("ezvsl", labelled_shards, tmp_path / "ez", semisup_recipe(tmp_path / "ez.toml", "ezvsl"), device="cpu")
+    with pytest.raises(UsageError, match="semi-supervised"):  # DMT without its schedule
+        train("dmt", labelled_shards, tmp_path / "d", semisup_recipe(tmp_path / "d.toml", "dmt", warmup=0,
+                                                                      labelled_batch=0), device="cpu")  # fmt: skip
+
+
+def _semisup_ddp_setup():
+    from avsl_bench.models import build_model
+    from avsl_bench.models.xpl import XPLConfig
+
+    torch.manual_seed(0)
+    cfg = XPLConfig(visual="small_cnn", visual_widths=(4, 4, 4, 8, 8), visual_strides=(2, 2, 1, 2, 1),
+                    visual_weights="", audio="conv1d", audio_widths=(8, 8, 8), dim=8, tau=0.1, b_audio="spec_cnn",
+                    b_audio_widths=(4, 8), b_audio_strides=(2, 2), pearson_threshold=-1.0, ramp_epochs=0,
+                    jitter_a=(0.0, 0.0, 0.0), jitter_b=(0.0, 0.0, 0.0))  # fmt: skip
+    model = build_model("xpl", cfg, audio_in_bins=16).eval()  # eval: BatchNorm without batch statistics
+    model.start_epoch(1, warmup=False)
+    g = torch.Generator().manual_seed(1)
+    lab = torch.tensor([True, False, False, False, False, True, False, False])
+    extras = {"mask": (torch.rand(8, 16, 16, generator=g) > 0.5).float(), "labelled": lab, "index": torch.arange(8)}
+    return model, torch.randn(8, 3, 16, 16, generator=g), torch.randn(8, 16, 20, generator=g), extras
+
+
+def _semisup_ddp_worker(rank: int, world: int, port: int, path: str) -> None:
+    import torch.distributed as dist
+
+    from avsl_bench.train.distributed import gather_embeddings
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo")
+    model, image, audio, extras = _semisup_ddp_setup()
+    net = torch.nn.parallel.DistributedDataParallel(model)
+    sl = slice(rank * 4, (rank + 1) * 4)
+    emb = net(image[sl], audio[sl], **{k: v[sl] for k, v in extras.items()})
+    loss, _ = model.loss(gather_embeddings(emb))
+    loss.backward()
+    if rank == 0:
+        torch.save({"loss": loss.detach(), "grads": {n: p.grad for n, p in model.named_parameters()}}, path)
+    dist.destroy_process_group()
+
+
+def test_semisup_ddp_gathers_targets_and_gives_the_global_batch_gradient(tmp_path):
+    import torch.multiprocessing as mp
+
+    path = str(tmp_path / "ddp.pt")
+    mp.spawn(_semisup_ddp_worker, args=(2, _free_port(), path), nprocs=2, join=True)
+    got = torch.load(path, weights_only=True)
+    model, image, audio, extras = _semisup_ddp_setup()
+    loss, _ = model.loss(model(image, audio, **extras))
+    loss.backward()
+    torch.testing.assert_close(got["loss"], loss.detach())
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(got["grads"][name], p.grad, rtol=1e-4, atol=1e-6)
