@@ -4,6 +4,12 @@ Tokens: visual trunk → 1×1 conv → h·w tokens; audio trunk (pre-pool grid) 
 token per time position (16 for the 5 s / hop-160 ResNet-18 input, the conv1d time positions in the CPU preset).
 In training each token is replaced by a learnable (per-modality) mask token with probability `mask_prob`.
 
+Training augmentation (`augment`, §3.6; `forward` in training mode only, `localize` / `embeddings` never): resize
+246 → random crop → flip happen in the data pipeline; here, per sample (`models.augment`): GaussianBlur (k = 5,
+σ ~ U[0.1, 2]) p = 0.8 → ColorJitter(0.8, 0.8, 0.8, 0.2) p = 0.8 (ops in a random order per sample, as torchvision)
+→ grayscale p = 0.2 on the image, and FNAC's SpecAugment on the spectrogram (one frequency and one time mask, widths
+in {0…9}, filled with 0; start ranges [0, 200) / [0, 257) as upstream, cut to the axis lengths).
+
 Slot attention per modality (K slots from one learnable K×D init shared by both modalities, `slot_iters`
 iterations, LN / q, k, v / GRU / residual MLP D→2D→D); attention = softmax over slots of q·kᵀ/√D, + ε, then
 renormalised over tokens. From the last iteration: ia^{v,v}, ia^{a,a} and the cross attentions ca^{a,v} (audio
@@ -32,6 +38,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .augment import ImageAugment, SpecAugment, augment_image, spec_augment
 from .base import (AVModel, EncoderConfig, MethodEntry, cross_entropy_cols, cross_entropy_rows,
                    diagonal_accuracy)
 from .encoders import build_trunks, init_scratch
@@ -57,14 +64,41 @@ class JSAConfig(EncoderConfig):
     infer_sharpening: float = 0.1  # logit scale of the map attentions (inference only)
     alpha: float = 0.6  # map weight of ca^{a,v} (paper Eq. 14; the released code uses 0.4)
     max_positions: int = 64  # rows / columns of the decoders' learned positional embeddings
+    # training augmentation (§3.6), applied in `forward` while training; augment = false turns it all off
+    augment: bool = True
+    blur_p: float = 0.8
+    blur_sigma: tuple[float, float] = (0.1, 2.0)  # GaussianBlur, kernel 5
+    jitter_p: float = 0.8
+    jitter: tuple[float, float, float, float] = (0.8, 0.8, 0.8, 0.2)  # brightness, contrast, saturation, hue
+    grayscale_p: float = 0.2
+    spec_mask_width: int = 9  # SpecAugment widths uniform in {0, …, 9}
+    spec_mask_starts: tuple[int, int] = (200, 257)  # upstream start ranges (frequency, time), cut to the axes
 
     def __post_init__(self) -> None:
+        self.image_augmentation()  # validates the augmentation knobs
+        self.spec_augmentation()
         if self.num_slots < 2 or self.slot_iters < 1:
             raise ValueError("num_slots must be ≥ 2 and slot_iters ≥ 1")
         if not 0.0 <= self.mask_prob < 1.0 or not 0.0 <= self.alpha <= 1.0:
             raise ValueError("mask_prob must be in [0, 1) and alpha in [0, 1]")
         if self.reciprocal_k < 1 or self.infer_sharpening <= 0 or self.max_positions < 1:
             raise ValueError("reciprocal_k ≥ 1, infer_sharpening > 0 and max_positions ≥ 1 required")
+
+    def image_augmentation(self) -> ImageAugment:
+        """The image augmentation (nothing when `augment` is off)."""
+        if not self.augment:
+            return ImageAugment()
+        b, c, s, h = self.jitter
+        return ImageAugment(blur_p=self.blur_p, blur_kernel=5, blur_sigma=self.blur_sigma, jitter_p=self.jitter_p,
+                            brightness=b, contrast=c, saturation=s, hue=h, jitter_order="random", clip="each",
+                            grayscale_p=self.grayscale_p)
+
+    def spec_augmentation(self) -> SpecAugment:
+        """FNAC's SpecAugment (nothing when `augment` is off)."""
+        if not self.augment:
+            return SpecAugment(p=0.0)
+        return SpecAugment(max_width=self.spec_mask_width, freq_start=self.spec_mask_starts[0],
+                           time_start=self.spec_mask_starts[1])
 
 
 def slot_attention_weights(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
@@ -208,7 +242,14 @@ class JSA(AVModel):
 
     # -- contract ---------------------------------------------------------------------------------------------
 
+    def augment(self, image: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training augmentation of the inputs (identity in eval mode or with `augment` off)."""
+        if not self.training:
+            return image, audio
+        return augment_image(image, self.cfg.image_augmentation()), spec_augment(audio, self.cfg.spec_augmentation())
+
     def forward(self, image: torch.Tensor, audio: torch.Tensor) -> dict[str, torch.Tensor]:
+        image, audio = self.augment(image, audio)
         v_tok, (h, w) = self.visual_tokens(image)
         a_tok = self.audio_tokens(audio)
         with self._fp32(v_tok.device):

@@ -3,8 +3,8 @@
 * `SemiSupConfig`: EZ-VSL encoder knobs for model A (the `EncoderConfig` fields), `b_*` knobs for model B (a
   different backbone), the map head's initial scale/bias and each model's colour augmentation.
 * `MapNet`: one model — trunks + 1×1-conv / linear heads (L2-normalised, as EZ-VSL), a per-cell probability
-  p = sigmoid(s·cos + b) with learnable s, b, and its own colour jitter applied in `forward` (training only; colour
-  transforms move no pixel, so box masks stay aligned).
+  p = sigmoid(s·cos + b) with learnable s, b, and its own colour jitter (`models.augment`) applied in `forward`
+  (training only; colour transforms move no pixel, so box masks stay aligned).
 * `SemiSupPair`: the two-model base class (`uses_targets = True`, `map_range = "unit"`); `forward` returns both
   students' embeddings and maps plus the targets, so the loop all-gathers them like any embedding.
 * Functions: `pool_mask` (GT mask average-pooled to the grid), `pixel_bce` (per-sample pixel-wise BCE),
@@ -23,13 +23,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .. import features
+from .augment import ImageAugment, augment_image
 from .base import AVModel, EncoderConfig, cross_entropy_cols, cross_entropy_rows
 from .encoders import SmallCNN, build_audio, build_visual, init_scratch
 from .ezvsl import mil_logits
 
 __all__ = [
-    "SemiSupConfig", "MapNet", "SemiSupPair", "SpecCNN", "colour_jitter", "pool_mask", "pixel_bce", "contrastive",
+    "SemiSupConfig", "MapNet", "SemiSupPair", "SpecCNN", "pool_mask", "pixel_bce", "contrastive",
     "binarise", "mask_iou", "pearson", "sharpen", "PseudoLabelBank", "ema_update", "masked_mean", "minmax_maps",
     "teacher_copy", "ramp_fraction", "top_fraction",
 ]
@@ -39,7 +39,7 @@ __all__ = [
 class SemiSupConfig(EncoderConfig):
     """Encoders of model A (the `EncoderConfig` fields) and B (`b_*`; visual weights shared), the map head's
     initial scale and bias, and the colour jitter of each model: (brightness, contrast, saturation) strengths,
-    factors drawn per sample from U[1 − s, 1 + s]."""
+    factors drawn per sample from U[1 − s, 1 + s], applied to every sample in that order (`jitter`)."""
 
     b_visual: str = ""  # "" = model A's visual knobs (recipes set a different backbone)
     b_visual_widths: tuple[int, ...] = ()
@@ -57,6 +57,12 @@ class SemiSupConfig(EncoderConfig):
         for name in ("jitter_a", "jitter_b"):
             if any(not 0.0 <= s < 1.0 for s in getattr(self, name)):
                 raise ValueError(f"{name} strengths must be in [0, 1), got {getattr(self, name)}")
+
+    def jitter(self, which: str) -> ImageAugment:
+        """Model `which`'s colour jitter: brightness, contrast, saturation (fixed order, every sample), clipped to
+        [0, 1] once at the end."""
+        b, c, s = self.jitter_a if which == "a" else self.jitter_b
+        return ImageAugment(jitter_p=1.0, brightness=b, contrast=c, saturation=s, jitter_order="fixed", clip="end")
 
 
 class SpecCNN(nn.Module):
@@ -95,32 +101,6 @@ def _trunks(cfg: SemiSupConfig, which: str, audio_in_bins: int):
     return visual, v_ch, info, audio, a_ch
 
 
-def colour_jitter(image: torch.Tensor, strengths: Sequence[float]) -> torch.Tensor:
-    """Random brightness, contrast and saturation (in that order) of ImageNet-normalised (B, 3, H, W) images,
-    one factor per sample and transform from U[1 − s, 1 + s] (torch's seeded RNG); pixels do not move."""
-    b, c, s = strengths
-    if not (b or c or s):
-        return image
-    mean = torch.tensor(features.IMAGENET_MEAN, device=image.device).view(1, 3, 1, 1)
-    std = torch.tensor(features.IMAGENET_STD, device=image.device).view(1, 3, 1, 1)
-    x = image * std + mean
-    n = image.shape[0]
-
-    def factor(strength: float) -> torch.Tensor:
-        return 1.0 + strength * (2.0 * torch.rand(n, 1, 1, 1, device=image.device) - 1.0)
-
-    gray_w = torch.tensor((0.299, 0.587, 0.114), device=image.device).view(1, 3, 1, 1)
-    if b:
-        x = x * factor(b)
-    if c:
-        level = (x * gray_w).sum(1, keepdim=True).mean(dim=(2, 3), keepdim=True)
-        x = (x - level) * factor(c) + level
-    if s:
-        gray = (x * gray_w).sum(1, keepdim=True)
-        x = (x - gray) * factor(s) + gray
-    return (x.clamp(0.0, 1.0) - mean) / std
-
-
 class MapNet(nn.Module):
     """One model of a pair: visual/audio trunks + heads (L2-normalised) and the probability head."""
 
@@ -133,7 +113,7 @@ class MapNet(nn.Module):
         init_scratch(self.audio_head)
         self.scale = nn.Parameter(torch.tensor(float(cfg.map_scale)))
         self.bias = nn.Parameter(torch.tensor(float(cfg.map_bias)))
-        self.jitter = tuple(cfg.jitter_a if which == "a" else cfg.jitter_b)
+        self.jitter = cfg.jitter(which)
 
     def embed(self, image: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         v = F.normalize(self.visual_head(self.visual(image)), dim=1)
@@ -144,7 +124,7 @@ class MapNet(nn.Module):
 
     def forward(self, image: torch.Tensor, audio: torch.Tensor, *, augment: bool = False) -> dict[str, torch.Tensor]:
         if augment:
-            image = colour_jitter(image, self.jitter)
+            image = augment_image(image, self.jitter)
         v, a = self.embed(image, audio)
         cos = torch.einsum("ndhw,nd->nhw", v.float(), a.float())
         return {"v": v, "a": a, "cos": cos, "p": self.prob(cos)}

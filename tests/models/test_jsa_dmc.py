@@ -80,6 +80,40 @@ def test_jsa_mask_tokens_only_in_training():
     assert torch.equal(model.eval()._mask(tok, model.mask_token_v), tok)
 
 
+def test_jsa_augmentation_only_in_training_forward():
+    from avsl_bench.features import normalize_image
+
+    image = normalize_image(torch.randint(0, 256, (6, 3, 32, 32), generator=torch.Generator().manual_seed(0),
+                                          dtype=torch.uint8))  # fmt: skip
+    audio = _inputs()[1]
+    model = _model("jsa", mask_prob=0.0)
+    assert model.cfg.augment and model.cfg.jitter == (0.8, 0.8, 0.8, 0.2) and model.cfg.grayscale_p == 0.2
+    model.eval()
+    img_out, aud_out = model.augment(image, audio)
+    assert img_out is image and aud_out is audio  # eval: untouched
+    torch.manual_seed(1)
+    first = model(image, audio)
+    torch.manual_seed(2)
+    assert all(torch.equal(t, first[k]) for k, t in model(image, audio).items())
+    model.train()
+    torch.manual_seed(1)
+    img_out, aud_out = model.augment(image, audio)
+    assert img_out.shape == image.shape and aud_out.shape == audio.shape
+    assert not torch.equal(img_out, image) and (aud_out == 0).any() and not (audio == 0).any()
+    torch.manual_seed(1)
+    a = model(image, audio)
+    torch.manual_seed(2)
+    assert not torch.equal(model(image, audio)["sv"], a["sv"])  # the augmentation reaches the forward
+    off = _model("jsa", mask_prob=0.0, augment=False).train()
+    assert off.augment(image, audio) == (image, audio)
+    torch.manual_seed(1)
+    b = off(image, audio)
+    torch.manual_seed(2)
+    assert all(torch.equal(t, b[k]) for k, t in off(image, audio).items())  # nothing random left
+    with pytest.raises(ValueError):
+        JSAConfig(**{**SMALL, "blur_sigma": (2.0, 0.1)})
+
+
 def test_reciprocal_mask_hand_made():
     # two tight groups {0, 1} and {2, 3} in both modalities; with k = 2 each sample's top-2 is its own group
     base = torch.tensor([[1.0, 0.0], [0.99, 0.14], [0.0, 1.0], [0.14, 0.99]])
@@ -167,6 +201,10 @@ def test_recipes_parse(method):
         assert (gpu.schedule.batch_size, gpu.schedule.epochs, gpu.runtime.amp) == (256, 50, "fp16")
         assert load_recipe("jsa", "vggsound-10k").schedule.epochs == 100
         assert gpu.input.audio_frontend == "stft160" and gpu.input.audio_seconds == 5.0 and gpu.model.alpha == 0.6
+        for recipe in (gpu, cpu):  # §3.6 training augmentation, on in the GPU recipes and the CPU preset
+            m = recipe.model
+            assert m.augment and (m.blur_p, m.blur_sigma, m.jitter_p, m.grayscale_p) == (0.8, (0.1, 2.0), 0.8, 0.2)
+            assert m.jitter == (0.8, 0.8, 0.8, 0.2) and (m.spec_mask_width, m.spec_mask_starts) == (9, (200, 257))
 
 
 def test_stft160_frontend_shape():

@@ -11,7 +11,9 @@ import torch
 
 from avsl_bench.models import build_model
 from avsl_bench.models.dmt import DMTConfig, dmt_pseudo_labels
-from avsl_bench.models.semisup import (PseudoLabelBank, binarise, colour_jitter, contrastive, ema_update, mask_iou,
+from avsl_bench import features
+from avsl_bench.models.augment import augment_image
+from avsl_bench.models.semisup import (PseudoLabelBank, SemiSupConfig, binarise, contrastive, ema_update, mask_iou,
                                        pearson, pixel_bce, pool_mask, ramp_fraction, sharpen, top_fraction)
 from avsl_bench.models.xpl import XPLConfig, xpl_selection
 
@@ -119,6 +121,30 @@ def test_ema_update_parameters_and_buffers():
     assert all(torch.equal(a, b) for a, b in zip(teacher.state_dict().values(), student.state_dict().values()))
 
 
+def colour_jitter(image, strengths):
+    jitter = SemiSupConfig(jitter_a=tuple(strengths)).jitter("a")
+    return augment_image(image, jitter)
+
+
+def _reference_jitter(image: torch.Tensor, strengths) -> torch.Tensor:
+    """The DMT/XPL colour jitter as first written (before the shared `models.augment`): brightness, contrast,
+    saturation in that order, factors 1 + s·(2u − 1) drawn one tensor per non-zero strength, clipped at the end."""
+    mean = torch.tensor(features.IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(features.IMAGENET_STD).view(1, 3, 1, 1)
+    x, n = image * std + mean, image.shape[0]
+    w = torch.tensor((0.299, 0.587, 0.114)).view(1, 3, 1, 1)
+    b, c, s = strengths
+    if b:
+        x = x * (1.0 + b * (2.0 * torch.rand(n, 1, 1, 1) - 1.0))
+    if c:
+        level = (x * w).sum(1, keepdim=True).mean(dim=(2, 3), keepdim=True)
+        x = (x - level) * (1.0 + c * (2.0 * torch.rand(n, 1, 1, 1) - 1.0)) + level
+    if s:
+        gray = (x * w).sum(1, keepdim=True)
+        x = (x - gray) * (1.0 + s * (2.0 * torch.rand(n, 1, 1, 1) - 1.0)) + gray
+    return (x.clamp(0.0, 1.0) - mean) / std
+
+
 def test_colour_jitter_moves_no_pixel_and_zero_strength_is_identity():
     torch.manual_seed(0)
     image = torch.randn(4, 3, 8, 8)
@@ -128,6 +154,18 @@ def test_colour_jitter_moves_no_pixel_and_zero_strength_is_identity():
     # a vertical bright stripe stays where it was: columns other than 2 are uniform per image and channel
     others = out[..., [0, 1, 3, 4, 5, 6, 7]]
     assert torch.allclose(others, others[..., :1].expand_as(others))
+
+
+@pytest.mark.parametrize("strengths", [(0.4, 0.4, 0.4), (0.2, 0.2, 0.8), (0.0, 0.5, 0.0)])
+def test_colour_jitter_is_bit_identical_to_the_original_draws(strengths):
+    """Moving the jitter into `models.augment` changed neither the random draws nor the output."""
+    image = features.normalize_image(torch.randint(0, 256, (8, 3, 16, 16), generator=torch.Generator().manual_seed(1),
+                                                   dtype=torch.uint8))  # fmt: skip
+    torch.manual_seed(11)
+    ours, after_ours = colour_jitter(image, strengths), torch.rand(4)
+    torch.manual_seed(11)
+    ref, after_ref = _reference_jitter(image, strengths), torch.rand(4)
+    assert torch.equal(ours, ref) and torch.equal(after_ours, after_ref)
 
 
 def test_contrastive_on_selected_rows_matches_ezvsl():
