@@ -70,7 +70,10 @@ class BenchmarkData:
         return int((~self.positive).sum())
 
 
-def _vggss_boxes(path: Path) -> tuple[dict[str, list[GridBox]], dict[str, str], dict[str, int]]:
+def _vggss_boxes(
+    path: Path, only: set[str] | None = None
+) -> tuple[dict[str, list[GridBox]], dict[str, str], dict[str, int]]:
+    """(grid boxes, class) of every entry; §5.1 defect counts over the entries in `only` (default: all)."""
     try:
         entries = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -79,14 +82,15 @@ def _vggss_boxes(path: Path) -> tuple[dict[str, list[GridBox]], dict[str, str], 
     defects = {"corrupt_coordinates": 0, "degenerate_boxes": 0, "empty_gt": 0}
     for entry in entries:
         grid = []
+        count = only is None or entry["file"] in only
         for raw in entry["bbox"]:
-            defects["corrupt_coordinates"] += sum(1 for v in raw if not 0.0 <= v <= 1.0)
+            defects["corrupt_coordinates"] += count * sum(1 for v in raw if not 0.0 <= v <= 1.0)
             box = normalized_to_grid(raw)
             clipped = [min(max(v, 0.0), 1.0) for v in raw]
-            if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
+            if count and (clipped[2] <= clipped[0] or clipped[3] <= clipped[1]):
                 defects["degenerate_boxes"] += 1
             grid.append(box)
-        if not any(x2 > x1 and y2 > y1 for x1, y1, x2, y2 in grid):
+        if count and not any(x2 > x1 and y2 > y1 for x1, y1, x2, y2 in grid):
             defects["empty_gt"] += 1
         boxes[entry["file"]] = grid
         classes[entry["file"]] = entry["class"]
@@ -128,9 +132,16 @@ def _load_listed(spec: BenchmarkSpec, mirror, flickr_annotations) -> BenchmarkDa
     positives = read_id_list(paths[spec.positives], kind)
     if len(set(positives)) != len(positives):
         raise DataFileError(f"{paths[spec.positives]}: duplicate ids")
+    if spec.subset_part is not None:  # a rank subset of the list (baselines spec §3.7), kept in list order
+        from .semisup import get_partition
+
+        partition, part = spec.subset_part
+        members = set(get_partition(partition).split(positives, where=paths[spec.positives])[part])
+        positives = [i for i in positives if i in members]
     defects: dict[str, int] = {}
     if spec.loader == "vggss":
-        box_of, class_of, defects = _vggss_boxes(paths[spec.annotations])
+        only = set(positives) if spec.subset else None  # a subset reports the defects of its own clips
+        box_of, class_of, defects = _vggss_boxes(paths[spec.annotations], only)
         unknown = [i for i in positives if i not in box_of]
         if unknown:
             raise DataFileError(f"{paths[spec.annotations]}: no boxes for {len(unknown)} test ids, e.g. {unknown[0]}")

@@ -22,7 +22,7 @@ RAW_URL_RE = re.compile(r"^https://raw\.githubusercontent\.com/([^/]+/[^/]+)/([0
 LOADERS = ("vggss", "flickr", "synthetic")
 _KEYS = {
     "name", "version", "title", "loader", "gt_rule", "positives", "annotations", "negatives", "strata",
-    "expected_positives", "expected_negatives", "files", "size", "seed",
+    "expected_positives", "expected_negatives", "files", "size", "seed", "subset",
 }
 
 
@@ -45,6 +45,15 @@ class BenchmarkSpec:
     files: dict[str, UpstreamFile] = field(default_factory=dict)
     size: str | None = None
     seed: int = 0
+    subset: str | None = None  # "<partition>/<part>" of benchmarks.semisup: only those positives are scored
+
+    @property
+    def subset_part(self) -> tuple[str, str] | None:
+        """(partition, part) of a rank subset (baselines spec §3.7), else None."""
+        if not self.subset:
+            return None
+        partition, _, part = self.subset.partition("/")
+        return partition, part
 
     @property
     def protocol(self) -> str:
@@ -89,13 +98,31 @@ def parse_spec(path: Path) -> BenchmarkSpec:
     for stratum in raw.get("strata", []):
         if stratum not in files:
             raise DataFileError(f"{path}: stratum {stratum!r} names no [files] entry")
+    if raw.get("subset") is not None:
+        _check_subset(path, raw)
     return BenchmarkSpec(
         name=raw["name"], version=int(raw["version"]), title=raw.get("title", raw["name"]), loader=raw["loader"],
         gt_rule=raw["gt_rule"], expected_positives=int(raw["expected_positives"]),
         expected_negatives=int(raw.get("expected_negatives", 0)), source=path, positives=raw.get("positives"),
         annotations=raw.get("annotations"), negatives=raw.get("negatives"), strata=tuple(raw.get("strata", ())),
-        files=files, size=raw.get("size"), seed=int(raw.get("seed", 0)),
+        files=files, size=raw.get("size"), seed=int(raw.get("seed", 0)), subset=raw.get("subset"),
     )
+
+
+def _check_subset(path: Path, raw: dict) -> None:
+    """`subset = "<partition>/<part>"` names a part of a `benchmarks.semisup` partition of the positives list."""
+    from .semisup import PARTITIONS
+
+    partition, _, part = str(raw["subset"]).partition("/")
+    known = PARTITIONS.get(partition)
+    if known is None or part not in known.part_names:
+        raise DataFileError(f"{path}: subset must be '<partition>/<part>' of {sorted(PARTITIONS)}, "
+                            f"got {raw['subset']!r}")  # fmt: skip
+    if raw["loader"] == "synthetic" or raw.get("negatives"):
+        raise DataFileError(f"{path}: a subset applies to the positives of a vggss/flickr benchmark without negatives")
+    if known.source != raw.get("positives"):
+        raise DataFileError(f"{path}: subset {raw['subset']!r} ranks {known.source!r}, but positives = "
+                            f"{raw.get('positives')!r}")  # fmt: skip
 
 
 @lru_cache(maxsize=None)

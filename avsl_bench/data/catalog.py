@@ -14,7 +14,15 @@ Every preparable name resolves to a `CatalogPlan`: the output directory (`<out>/
 | `vggss-ext` | `vggss/test` + `vggss/test-neg` | + SLAVC's 5,158 negatives typed real/easy/hard |
 | `flickr` | `flickr/test` | SLAVC's 250 ids (boxes from the archive's XML at prepare time) |
 | `flickr-ext` | `flickr/test` + `flickr/test-neg` | + SLAVC's 250 mismatched negatives |
-| training sets (`vggsound-144k`, `flickr-10k`, …, each also `-noleak`, `flickr-sup-train`) | `<name>/train` | the verified list |
+| `vggss-semisup250` | `vggss-semisup250/test` | the 250 test clips of the semi-supervised VGG-SS split |
+| training sets (`vggsound-144k`, `flickr-10k`, …, each also `-noleak`) | `<name>/train` | the verified list |
+| `flickr-sup-train`, `vggss-semisup250-train` | `<name>/{train,val}` | L (4,250, `"labelled": true`) + val (500) |
+| `flickr-144k-semisup-u`, `flickr-10k-semisup-u` | `<name>/train` | U: `-noleak` minus every flickr_sup_train id |
+
+Semi-supervised label splits (baselines spec §3.7, `benchmarks.semisup`): fixed sha256 ranks of flickr_sup_train
+(500 val, 4,250 L) and of the VGG-SS test list (250 test, 500 val, 4,250 L, 158 unused). `val` splits are for the
+user's own analysis: the trainer refuses them (`train.data.check_training_data`). The VGG-SS unlabelled pool is
+`vggsound-144k-noleak`, which holds no VGG-SS clip.
 
 Views are not prepared on their own: `synthetic-ext` (`synthetic-tiny-ext`) is the scoring view
 `synthetic/test` + `synthetic/test-neg` of the same five splits, `vggss-heard` / `vggss-unheard` are id filters over
@@ -32,7 +40,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import DataFileError, UsageError
@@ -68,6 +76,9 @@ EXTENDED = {"vggss-ext": "vggss", "flickr-ext": "flickr"}
 #: SLAVC's VGG-SS negatives as `prepare` types them (data spec §6.1).
 VGGSS_EXT_TYPES = {"real": 379, "easy": 3594, "hard": 1185}
 FLICKR_EXT_TYPES = {"mismatched": 250}
+#: Unlabelled pools U of the semi-supervised Flickr setting (baselines spec §3.7): the `-noleak` list minus every
+#: flickr_sup_train id (the labelled set L and its val split).
+SEMISUP_UNLABELLED = {"flickr-144k-semisup-u": "flickr-144k-noleak", "flickr-10k-semisup-u": "flickr-10k-noleak"}
 
 
 @dataclass(frozen=True)
@@ -128,10 +139,14 @@ def _registry() -> Registry[Builder]:
         reg.add(size, _synthetic)
     reg.add("vggss", _vggss)
     reg.add("vggss-ext", _vggss)
+    reg.add("vggss-semisup250", _vggss_semisup)
+    reg.add("vggss-semisup250-train", _vggss_semisup)
     reg.add("flickr", _flickr)
     reg.add("flickr-ext", _flickr)
     for name in training_names():
         reg.add(name, _training)
+    for name in SEMISUP_UNLABELLED:
+        reg.add(name, _semisup_unlabelled)
     for view in VIEWS:
         reg.add(view, _view)
     return reg
@@ -229,9 +244,19 @@ def _synthetic(size: str, options: _Options) -> CatalogPlan:
 # ---------------------------------------------------------------------------------------------------- VGG-SS
 
 
-def _vggss(name: str, options: _Options) -> CatalogPlan:
+@dataclass(frozen=True)
+class _VggssAnnotations:
+    spec: Any  # BenchmarkSpec of `vggss`
+    ids: list[str]  # vggss_test order
+    by_id: dict[str, dict]  # normalised entries
+    annotations: dict[str, str]
+    raw: bytes = field(repr=False)
+    json_path: str = ""
+
+
+def _vggss_annotations(options: _Options) -> _VggssAnnotations:
     from ..benchmarks.lists import read_id_list
-    from ..benchmarks.normalize import defect_report, normalize_entries, normalized_bytes
+    from ..benchmarks.normalize import normalize_entries, normalized_bytes
     from ..benchmarks.spec import get_spec
     from ..benchmarks.upstream import resolve
 
@@ -253,20 +278,73 @@ def _vggss(name: str, options: _Options) -> CatalogPlan:
         "vggss_json": sha256_bytes(raw),
         "vggss.normalized.json": sha256_bytes(normalized_bytes(raw)),
     }
-    rows = tuple(
+    return _VggssAnnotations(spec, ids, by_id, annotations, raw, str(json_path))
+
+
+def _vggss_rows(va: _VggssAnnotations, ids: Sequence[str], *, benchmark: str, split: str, protocol: str,
+                source_kind: str, extra: Mapping[str, Any] | None = None) -> tuple[PlanRow, ...]:  # fmt: skip
+    by_id = va.by_id
+    return tuple(
         PlanRow(
-            key=i, video_id=i, audio_id=i, benchmark="vggss", split="test", protocol=spec.protocol,
-            class_name=by_id[i]["class"], boxes=tuple(tuple(b) for b in by_id[i]["bbox"]),
-            source_kind=options.source_kind,
-            extra={"gt_rule": "vggss", "defects": by_id[i]["defects"], "gt_empty": by_id[i]["gt_empty"]},
+            key=i, video_id=i, audio_id=i, benchmark=benchmark, split=split, protocol=protocol,
+            class_name=by_id[i]["class"], boxes=tuple(tuple(b) for b in by_id[i]["bbox"]), source_kind=source_kind,
+            extra={"gt_rule": "vggss", "defects": by_id[i]["defects"], "gt_empty": by_id[i]["gt_empty"],
+                   **(extra or {})},
         )  # fmt: skip
         for i in ids
     )
-    splits = [SplitSpec("vggss", "test", rows, annotations["vggss_test"], annotations, len(rows))]
+
+
+def _vggss(name: str, options: _Options) -> CatalogPlan:
+    from ..benchmarks.normalize import defect_report
+
+    va = _vggss_annotations(options)
+    rows = _vggss_rows(va, va.ids, benchmark="vggss", split="test", protocol=va.spec.protocol,
+                       source_kind=options.source_kind)  # fmt: skip
+    splits = [SplitSpec("vggss", "test", rows, va.annotations["vggss_test"], va.annotations, len(rows))]
     if name == "vggss-ext":
-        splits.append(_vggss_negatives(by_id, annotations, options))
+        splits.append(_vggss_negatives(va.by_id, va.annotations, options))
     return CatalogPlan(name=name, directory="vggss", kind="test", producer="source", splits=splits,
-                       defects=defect_report(raw), vggss_json=str(json_path))  # fmt: skip
+                       defects=defect_report(va.raw), vggss_json=va.json_path)  # fmt: skip
+
+
+def _vggss_semisup(name: str, options: _Options) -> CatalogPlan:
+    """`vggss-semisup250` (its 250 test clips) and `vggss-semisup250-train` (4,250 labelled + 500 val); spec §3.7.
+
+    Both are cut from VGGSound like `vggss`, with VGG-SS boxes; the 158 unused clips are prepared nowhere.
+    """
+    from ..benchmarks.semisup import VGGSS_SEMISUP250 as partition
+    from ..benchmarks.spec import get_spec
+
+    va = _vggss_annotations(options)
+    parts = partition.split(va.ids, where=va.spec.files["vggss_test"].path)
+    bench = get_spec("vggss-semisup250")
+    if options.list_path is not None:
+        raise UsageError(f"--list does not apply to {name}: its clips are a fixed split of the VGG-SS test list")
+    if name == "vggss-semisup250":
+        wanted = [("test", "test", {})]
+        kind, protocol = "test", bench.protocol
+    else:
+        wanted = [("train", "labelled", {"labelled": True}), ("val", "val", {})]
+        kind, protocol = "training", f"{name}@{bench.version}"
+    splits, notes = [], []
+    members = {part: set(ids) for part, ids in parts.items()}
+    for split, part, extra in wanted:
+        ids = [i for i in va.ids if i in members[part]]  # vggss_test order (the plan sorts by key)
+        rows = _vggss_rows(va, ids, benchmark=name, split=split, protocol=protocol, source_kind=options.source_kind,
+                           extra=extra)  # fmt: skip
+        annotations = {**va.annotations, "semisup_split": partition.describe(part)}
+        splits.append(SplitSpec(name, split, rows, va.annotations["vggss_test"], annotations, len(rows)))
+        defective = sum(1 for i in ids if va.by_id[i]["defects"])
+        empty = sum(1 for i in ids if va.by_id[i]["gt_empty"])
+        notes.append(f"{name}/{split}: {len(ids):,} clips = {partition.describe(part)}; {defective} with §5.1 box "
+                     f"defects, {empty} with an empty GT")  # fmt: skip
+    if name == "vggss-semisup250":
+        notes.append("separate track: 250 test clips of a fixed split, not comparable with 5,158-clip VGG-SS results")
+    else:
+        notes.append("split val is for your own analysis only: the trainer refuses it (no early stopping)")
+    return CatalogPlan(name=name, directory=name, kind=kind, producer="source", splits=splits,
+                       audio_window=options.audio_window or 10.0, notes=notes, vggss_json=va.json_path)  # fmt: skip
 
 
 def _vggss_negatives(by_id: Mapping[str, dict], annotations: Mapping[str, str], options: _Options) -> SplitSpec:
@@ -373,13 +451,54 @@ def _training(name: str, options: _Options) -> CatalogPlan:
                 extra={"gt_rule": None, "gt_empty": None})
         for i in ids
     )  # fmt: skip
-    split = SplitSpec(name, "train", rows, ts.list_sha256, annotations, len(rows))
     xml = "none"
     if name.startswith("flickr-sup-train"):
-        xml = "optional"  # boxes when the user gives the XML (archive Annotations/ or --flickr-annotations)
+        splits = _flickr_semisup_splits(name, rows, ts, annotations, notes)
+        xml = "required"  # labelled samples need their boxes: archive Annotations/ or --flickr-annotations
+    else:
+        splits = [SplitSpec(name, "train", rows, ts.list_sha256, annotations, len(rows))]
     plan = CatalogPlan(name=name, directory=name, kind="training", producer="flickr" if flickr else "source",
-                       splits=[split], audio_window=options.audio_window or 10.0, notes=notes,
+                       splits=splits, audio_window=options.audio_window or 10.0, notes=notes,
                        training_set=ts, flickr_xml=xml)  # fmt: skip
     if ts.warning:
         plan.warnings.append(ts.warning)
+    return plan
+
+
+def _flickr_semisup_splits(name: str, rows: Sequence[PlanRow], ts: Any, annotations: Mapping[str, str],
+                           notes: list[str]) -> list[SplitSpec]:  # fmt: skip
+    """flickr_sup_train → `train` (the 4,250 labelled ids, `"labelled": true`) + `val` (500); spec §3.7."""
+    from ..benchmarks.semisup import FLICKR_SEMISUP as partition
+
+    parts = partition.split([r.key for r in rows], where=ts.spec.list_file.upstream.path)
+    splits = []
+    for split, part, extra in (("train", "labelled", {"labelled": True}), ("val", "val", {})):
+        members = set(parts[part])
+        mine = tuple(replace(r, split=split, extra={**r.extra, **extra})
+                     for r in rows if r.key in members)  # fmt: skip
+        split_annotations = {**annotations, "semisup_split": partition.describe(part)}
+        splits.append(SplitSpec(name, split, mine, ts.list_sha256, split_annotations, len(mine)))
+        notes.append(f"{name}/{split}: {len(mine):,} ids = {partition.describe(part)}")
+    notes.append("split val is for your own analysis only: the trainer refuses it (no early stopping); the "
+                 "unlabelled pool is flickr-144k-semisup-u or flickr-10k-semisup-u")  # fmt: skip
+    return splits
+
+
+def _semisup_unlabelled(name: str, options: _Options) -> CatalogPlan:
+    """U of the semi-supervised Flickr setting: the `-noleak` list minus every flickr_sup_train id (L and val)."""
+    from ..benchmarks.training import load_training_set
+
+    base = SEMISUP_UNLABELLED[name]
+    plan = _training(base, options)
+    sup = load_training_set("flickr-sup-train", mirror=options.upstream)
+    labelled = set(sup.ids)
+    (split,) = plan.splits
+    protocol = f"{name}@{plan.training_set.spec.version}"
+    rows = tuple(replace(r, benchmark=name, protocol=protocol, extra={**r.extra, "labelled": False})
+                 for r in split.rows if r.key not in labelled)  # fmt: skip
+    annotations = {**split.annotations, **sup.file_sha256}
+    plan.splits = [SplitSpec(name, "train", rows, split.input_sha256, annotations, len(rows))]
+    plan.name, plan.directory = name, name
+    plan.notes.append(f"{name} = {base} ({len(split.rows):,} ids) minus the {len(split.rows) - len(rows):,} ids of "
+                      f"flickr_sup_train (labelled set and val, baselines spec §3.7): {len(rows):,} unlabelled ids")
     return plan

@@ -14,6 +14,8 @@ Per sample:
   clip-relative, the "clip" being the 10 s centred on the media midpoint (so the protocol windows, centred on
   clip time 5.0 s, are centred on the midpoint); `audio.media_window` gives the same span in media seconds;
 * boxes: `Annotations/<id>.xml` (or `--flickr-annotations DIR/<id>.xml`) → XML integers / 256 with `box_group`.
+  `flickr-sup-train` needs them for every id: its `train` split is the labelled set L of the semi-supervised
+  methods (samples marked `"labelled": true`) and its `val` split the 500 held-out ids (baselines spec §3.7).
 
 An id whose frame, audio or (where boxes are needed) XML is absent is reported missing, never substituted: the
 engine records a `CutError` with reason `missing` as `unavailable`; `manifest.json` lists such ids under `missing`. A malformed XML fails the whole prepare (spec §1.2).
@@ -307,7 +309,8 @@ class FlickrBlobs:
     """`make_blobs_batch` of the Flickr producer: rows -> SampleBlobs, or CutError for a row that fails.
 
     `media` maps id -> {frame, audio, xml, video} paths; `xml` is `required` (boxes; an id without XML is missing),
-    or `none` (training media without boxes); `xml_dir` overrides the archive's XML. An id's `frames/` and `audio/`
+    or `none` (training media without boxes; a row marked `"labelled": true` still needs its XML, so a labelled
+    sample always carries its boxes); `xml_dir` overrides the archive's XML. An id's `frames/` and `audio/`
     files are used where present, else its video (`cut_midpoint`). Cuts are cached in `cut_dir` (`<id>.flac` +
     `<id>.json`; a video's as `<id>.mid.jpg|flac|json`), so a negative reuses the cut of its audio clip.
     `timeout` bounds each ffmpeg run (seconds).
@@ -341,7 +344,8 @@ class FlickrBlobs:
 
     def _one(self, row: PlanRow) -> SampleBlobs:
         frame_path = self._path(row.video_id, "frame")
-        xml_path = self._path(row.video_id, "xml") if self.xml == "required" else None
+        needs_xml = self.xml == "required" or row.extra.get("labelled") is True  # a labelled sample needs its boxes
+        xml_path = self._path(row.video_id, "xml") if needs_xml else None
         audio_path = self._path(row.audio_id, "audio")
         if frame_path == self.media[row.video_id].get("video"):
             cut = self._midpoint(row.video_id, frame_path)

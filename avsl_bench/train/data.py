@@ -6,7 +6,8 @@ makes the shuffle order an exact pure function of (seed, epoch) — a global per
 independent of worker count and shard layout.
 
 `check_training_data` enforces "test sets are never read during training": any `manifest.json` or sample `.json`
-with split `test`/`test-neg` (or a negative pair) is refused before a byte of media is decoded.
+with split `test`/`test-neg` (or a negative pair), or of a held-out `val`/`val-neg` split, is refused before a byte
+of media is decoded.
 
 Semi-supervised methods (baselines spec §3.7) additionally get, per training item, a box mask that follows the
 image's crop and flip (`AVDataset(..., targets=True)`; boxes are read only from samples marked `"labelled": true`)
@@ -35,11 +36,14 @@ from .seeding import epoch_permutation, sample_rng
 
 __all__ = [
     "LeakageError", "SampleRef", "ShardIndex", "check_training_data", "AVDataset", "EpochBatchSampler",
-    "clip_centre", "decode_audio", "decode_image", "FORBIDDEN_SPLITS", "box_mask", "is_labelled", "labelled_flags",
-    "SemiSupBatchSampler", "STREAM_LABELLED",
+    "clip_centre", "decode_audio", "decode_image", "FORBIDDEN_SPLITS", "HELD_OUT_SPLITS", "box_mask", "is_labelled",
+    "labelled_flags", "SemiSupBatchSampler", "STREAM_LABELLED",
 ]
 
 FORBIDDEN_SPLITS = ("test", "test-neg")
+#: Held-out validation splits (synthetic `val`, the semi-supervised label splits' `val`, baselines spec §3.7): for the
+#: user's own analysis only; no training run reads them (no early stopping, no validation hook).
+HELD_OUT_SPLITS = ("val", "val-neg")
 NOMINAL_CLIP_CENTRE = 5.0  # data spec §3: protocol windows are centred on clip time 5.0 s
 
 
@@ -204,11 +208,14 @@ def box_mask(boxes: Sequence[Sequence[float]], height: int, width: int) -> np.nd
 
 
 def check_training_data(index: ShardIndex) -> None:
-    """Refuse test data and negative pairs for training (raises LeakageError naming the offending file)."""
+    """Refuse test data, negative pairs and held-out val splits for training (LeakageError naming the file)."""
     for src, manifest in index.manifests.items():
         if manifest and str(manifest.get("split")) in FORBIDDEN_SPLITS:
             raise LeakageError(f"{src}/manifest.json: split {manifest.get('split')!r} is a test split; "
                                "training never reads test data")
+        if manifest and str(manifest.get("split")) in HELD_OUT_SPLITS:
+            raise LeakageError(f"{src}/manifest.json: split {manifest.get('split')!r} is a held-out validation "
+                               "split; training never reads val data (no early stopping)")  # fmt: skip
     for ref in index.samples:
         split = str(ref.meta.get("split"))
         if split in FORBIDDEN_SPLITS:
@@ -217,6 +224,9 @@ def check_training_data(index: ShardIndex) -> None:
         if ref.meta.get("negative"):
             raise LeakageError(f"{index.shards[ref.shard]}: sample {ref.key!r} is a negative pair; "
                                "training needs audio-visual pairs of one clip")
+        if split in HELD_OUT_SPLITS:
+            raise LeakageError(f"{index.shards[ref.shard]}: sample {ref.key!r} belongs to the held-out split "
+                               f"{split!r}; training never reads val data (no early stopping)")  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------- decoding

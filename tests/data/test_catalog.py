@@ -128,7 +128,8 @@ def test_training_plans(upstream):
     assert not clean.warnings and clean.splits[0].n_total == 132837 and clean.audio_window == 3.0
     assert {r.source_kind for r in clean.splits[0].rows} == {"mirror"}
     sup = plan_benchmark("flickr-sup-train")
-    assert (sup.producer, sup.flickr_xml, len(sup.splits[0].rows), sup.warnings) == ("flickr", "optional", 4750, [])
+    assert (sup.producer, sup.flickr_xml, sup.warnings) == ("flickr", "required", [])
+    assert [(s.split, len(s.rows)) for s in sup.splits] == [("train", 4250), ("val", 500)]  # spec §3.7 label split
     with pytest.raises(UsageError, match="--list"):
         plan_benchmark("vggss", list_path="x.csv")
 
@@ -282,11 +283,12 @@ def test_prepare_flickr_sup_train_takes_boxes_from_an_xml_dir(tmp_path, upstream
     _flickr_tree(tmp_path / "xml", ids[:1])  # boxes for the first id only
     report = prepare_benchmark("flickr-sup-train", tmp_path / "out", limit=2, flickr_archive=tmp_path / "media",
                                flickr_annotations=tmp_path / "xml" / "Annotations", progress=False)  # fmt: skip
-    (split,) = report.splits
+    split = next(s for s in report.splits if s.split == "train")
     assert (split.counts["success"], split.counts["unavailable"]) == (1, 1)  # an XML dir given: boxes required
     with tarfile.open(split.split_dir / "000000.tar") as tar:
         (meta,) = [json.loads(tar.extractfile(m).read()) for m in tar if m.name.endswith(".json")]
     assert meta["boxes"] == [[8 / 256, 16 / 256, 128 / 256, 240 / 256]] and meta["gt_rule"] == "flickr"
+    assert meta["labelled"] is True
     assert split.manifest["inputs"]["annotations"]["flickr_xml.files"] == "1"
 
 
