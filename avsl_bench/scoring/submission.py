@@ -578,6 +578,20 @@ def _check_member_size(path: Path, info: zipfile.ZipInfo, header: _Header, sampl
                                     f"needs {header.nbytes:,} data bytes, member holds {held:,}", sample)
 
 
+def _float_array_header(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, axes: str) -> _Header:
+    """The header of a float16/32/64 C-order member `name` with as many dimensions as `axes` names, e.g. "(N, D)"."""
+    raw, _, header = _read_member_header(path, zf, info)
+    raw.close()
+    if not _is_float(header.dtype):
+        raise SubmissionError(path, f"{name}: {_describe(header.dtype)} (need float16/32/64)")
+    ndim = axes.count(",") + 1
+    if len(header.shape) != ndim:
+        raise SubmissionError(path, f"{name} must be {ndim}-D {axes}, got shape {header.shape}")
+    if header.fortran_order:
+        raise SubmissionError(path, f"{name}: stored in Fortran order; save np.ascontiguousarray({name})")
+    return header
+
+
 def _open_a(path: Path, zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], max_members: int) -> Submission:
     by_name: dict[str, zipfile.ZipInfo] = {}
     for info in infos:
@@ -591,15 +605,8 @@ def _open_a(path: Path, zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], max_m
             raise SubmissionError(path, f"layout (a) needs both 'ids' and 'maps'; {need[:-4]!r} is missing")
 
     maps_info = by_name["maps.npy"]
-    raw, _, header = _read_member_header(path, zf, maps_info)
-    raw.close()
-    if not _is_float(header.dtype):
-        raise SubmissionError(path, f"maps: {_describe(header.dtype)} (need float16/32/64)")
-    if len(header.shape) != 3:
-        raise SubmissionError(path, f"maps must be 3-D (N, H, W), got shape {header.shape}")
+    header = _float_array_header(path, zf, maps_info, "maps", "(N, H, W)")
     n, h, w = header.shape
-    if header.fortran_order:
-        raise SubmissionError(path, "maps are stored in Fortran order; save np.ascontiguousarray(maps)")
     if n == 0:
         raise SubmissionError(path, "maps is empty (0 samples)")
     if h == 0 or w == 0:
@@ -692,19 +699,12 @@ def _open_embeddings(path: Path, zf: zipfile.ZipFile, by_name: dict[str, zipfile
     found: dict[str, tuple[zipfile.ZipInfo, _Header]] = {}
     for name in EMBEDDING_MEMBERS:
         info = by_name[f"{name}.npy"]
-        raw, _, header = _read_member_header(path, zf, info)
-        raw.close()
-        if not _is_float(header.dtype):
-            raise SubmissionError(path, f"{name}: {_describe(header.dtype)} (need float16/32/64)")
-        if len(header.shape) != 2:
-            raise SubmissionError(path, f"{name} must be 2-D (N, D), got shape {header.shape}")
+        header = _float_array_header(path, zf, info, name, "(N, D)")
         if header.shape[0] != n:
             raise SubmissionError(path, f"{name} has {header.shape[0]:,} rows but there are {n:,} ids")
         if not 1 <= header.shape[1] <= MAX_EMBEDDING_DIM:
             raise SubmissionError(path, f"{name} has dimension D = {header.shape[1]:,} (need 1 ≤ D ≤ "
                                         f"{MAX_EMBEDDING_DIM})")
-        if header.fortran_order:
-            raise SubmissionError(path, f"{name} is stored in Fortran order; save np.ascontiguousarray({name})")
         _check_member_size(path, info, header)
         found[name] = (info, header)
     dims = {name: header.shape[1] for name, (_, header) in found.items()}

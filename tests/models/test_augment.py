@@ -20,12 +20,7 @@ MEAN = torch.tensor(features.IMAGENET_MEAN).view(1, 3, 1, 1)
 STD = torch.tensor(features.IMAGENET_STD).view(1, 3, 1, 1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _rgb(n=4, size=8, seed=0) -> torch.Tensor:
