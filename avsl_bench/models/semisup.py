@@ -27,10 +27,11 @@ from .augment import ImageAugment, augment_image
 from .base import AVModel, EncoderConfig, cross_entropy_cols, cross_entropy_rows
 from .encoders import SmallCNN, build_audio, build_visual, init_scratch
 from .ezvsl import mil_logits
+from .maps import minmax
 
 __all__ = [
     "SemiSupConfig", "MapNet", "SemiSupPair", "SpecCNN", "pool_mask", "pixel_bce", "contrastive",
-    "binarise", "mask_iou", "pearson", "sharpen", "PseudoLabelBank", "ema_update", "masked_mean", "minmax_maps",
+    "binarise", "mask_iou", "pearson", "sharpen", "PseudoLabelBank", "ema_update", "masked_mean",
     "teacher_copy", "ramp_fraction", "top_fraction",
 ]
 
@@ -159,17 +160,9 @@ def contrastive(v: torch.Tensor, a: torch.Tensor, rows: torch.Tensor, tau: float
     return cross_entropy_rows(logits) + cross_entropy_cols(logits)
 
 
-def minmax_maps(maps: torch.Tensor) -> torch.Tensor:
-    """Per-map (x − min)/(max − min) of (B, h, w); constant maps → 0."""
-    flat = maps.flatten(1)
-    lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
-    span = hi - lo
-    return torch.where(span > 0, (flat - lo) / span.clamp_min(1e-12), torch.zeros_like(flat)).view_as(maps)
-
-
 def binarise(maps: torch.Tensor, delta: float) -> torch.Tensor:
     """1 where the min-max-normalised map is ≥ δ (float 0/1)."""
-    return (minmax_maps(maps) >= delta).float()
+    return (minmax(maps) >= delta).float()
 
 
 def mask_iou(m1: torch.Tensor, m2: torch.Tensor) -> torch.Tensor:
