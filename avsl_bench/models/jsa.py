@@ -207,6 +207,7 @@ class JSA(AVModel):
         self.decoder_v = _BroadcastDecoder(d, cfg.max_positions)
         self.decoder_a = _BroadcastDecoder(d, cfg.max_positions)
         self.weights_info = {"visual": info.to_json()}
+        self._image_aug, self._spec_aug = cfg.image_augmentation(), cfg.spec_augmentation()
 
     # -- tokens ---------------------------------------------------------------------------------------------
 
@@ -246,7 +247,7 @@ class JSA(AVModel):
         """The training augmentation of the inputs (identity in eval mode or with `augment` off)."""
         if not self.training:
             return image, audio
-        return augment_image(image, self.cfg.image_augmentation()), spec_augment(audio, self.cfg.spec_augmentation())
+        return augment_image(image, self._image_aug), spec_augment(audio, self._spec_aug)
 
     def forward(self, image: torch.Tensor, audio: torch.Tensor) -> dict[str, torch.Tensor]:
         image, audio = self.augment(image, audio)
