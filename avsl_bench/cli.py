@@ -50,6 +50,9 @@ def _fmt(value: float | None, ci: list | None = None) -> tuple[str, str]:
 
 
 def _metrics_table(result: dict) -> Table:
+    """Metrics, then strata (dim), then cross-modal retrieval R@k (one row per direction and k, no CI) if scored."""
+    from .scoring.result import RETRIEVAL_DIRECTIONS, RETRIEVAL_KEYS
+
     table = Table(title=f"{result['method']['name']} on {result['protocol']} (×100, 95 % bootstrap CI)")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -59,6 +62,14 @@ def _metrics_table(result: dict) -> Table:
     for name, metrics in result["strata"].items():
         for key, entry in metrics.items():
             table.add_row(f"{name}.{key}", *_fmt(entry["value"], entry["ci95"]), style="dim")
+    block = result.get("retrieval")
+    if block is not None:
+        for direction in RETRIEVAL_DIRECTIONS:
+            label = direction.replace("_to_", "→").replace("audio", "A").replace("image", "I")
+            table.add_section()
+            for key in RETRIEVAL_KEYS:
+                table.add_row(f"retrieval {label} R@{key[1:]}", *_fmt(block[direction][key]))
+        table.caption = f"retrieval: {block['queries']:,} queries, relevant = same class"
     return table
 
 
@@ -118,7 +129,7 @@ def score_cmd(
     from .benchmarks.load import load_benchmark
     from .errors import UsageError
     from .scoring.persample import MapOptions
-    from .scoring.result import RETRIEVAL_DIRECTIONS, RETRIEVAL_KEYS, finite_or_none, write_result
+    from .scoring.result import finite_or_none, write_result
     from .scoring.score import MethodInfo, ScoreOptions, score
     from .train.reproduce import archive_method_info
 
@@ -140,14 +151,7 @@ def score_cmd(
     if as_json:
         sys.stdout.write(json.dumps(finite_or_none(result), indent=2, sort_keys=True) + "\n")
         return
-    table = _metrics_table(result)
-    if "retrieval" in result:
-        block = result["retrieval"]
-        for direction in RETRIEVAL_DIRECTIONS:
-            label = direction.replace("_to_", "→").replace("audio", "A").replace("image", "I")
-            values = " / ".join(_fmt(block[direction][key])[0] for key in RETRIEVAL_KEYS)
-            table.add_row(f"retrieval {label} R@1/5/10", values, f"{block['queries']:,} queries")
-    console.print(table)
+    console.print(_metrics_table(result))
     counts = result["counts"]
     console.print(f"scored {counts['scored']:,} of {counts['expected']:,} samples"
                   f" ({counts['missing']:,} missing, {counts['nan_ciou']} NaN cIoU)")

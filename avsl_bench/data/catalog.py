@@ -109,7 +109,7 @@ class CatalogPlan:
     defects: Any = None  # benchmarks.normalize.DefectReport for VGG-SS
     vggss_json: str | None = None  # path of the raw vggss.json (the normalised copy is written beside the shards)
     training_set: Any = None  # benchmarks.training.TrainingSet for training sets
-    flickr_xml: str = "none"  # flickr producer: required | optional | none
+    flickr_xml: str = "none"  # flickr producer: required | none
     disjoint_check: bool = False  # synthetic: no val/test hash may occur in train (spec §10)
 
     @property

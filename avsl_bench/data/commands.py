@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import DataFileError, UnknownNameError, UsageError
-from ..files import sha256_bytes, sha256_file, write_json_atomic
+from ..files import sha256_file, write_json_atomic
 from .catalog import CatalogPlan, SplitSpec, plan_benchmark
 from .cut import resolve_cutter
-from .manifest import MergeError
+from .manifest import MergeError, merge_split
 from .plan import DEFAULT_SAMPLES_PER_SHARD, check_part, make_plan
-from .prepare import RETRY_MODES, PrepareSummary, merge_split, run_prepare
+from .prepare import RETRY_MODES, PrepareSummary, run_prepare
 from .shards import read_stats
 from .sources.base import Status
 from .synthetic import BATCH_CLIPS
@@ -180,9 +180,9 @@ def prepare_benchmark(
     `flickr_annotations` a directory of `<id>.xml` overriding the archive's. `limit` keeps the first N rows of each
     split in key order. `timeout` is the per-clip acquisition limit (seconds), `cut_timeout` the limit of each
     cut (seconds; VGGSound and Flickr media). `cutter` (`pyav` | `ffmpeg`, default `cut.resolve_cutter`: pyav
-    unless $AVSL_BENCH_CUTTER says otherwise) cuts VGGSound clips and encodes the synthetic FLACs: `pyav`
-    in-process (the ffmpeg binary only for files PyAV cannot cut), `ffmpeg` through the ffmpeg binary, as before
-    PyAV; Flickr cuts take the default cutter. `retry_failed` (`transient` | `all`) redoes the failed rows of
+    unless $AVSL_BENCH_CUTTER says otherwise; resolved here, once) cuts VGGSound clips and Flickr videos and
+    encodes the synthetic FLACs: `pyav` in-process (the ffmpeg binary only for files PyAV cannot cut), `ffmpeg`
+    through the ffmpeg binary, as before PyAV. `retry_failed` (`transient` | `all`) redoes the failed rows of
     committed shards that another run may cure (`all`: every failed row; see `prepare.retryable_failure`); without
     it committed shards are skipped. See `catalog.plan_benchmark` for the names.
     """
@@ -279,7 +279,8 @@ def _producer(plan: CatalogPlan, out: Path, *, source_kind, mirror_path, workers
               flickr_annotations) -> tuple[dict, dict]:  # fmt: skip
     """(extra annotations per split name, run_prepare keyword arguments) of the plan's producer.
 
-    `cutter` is resolved: synthetic FLACs are encoded by it (`pyav` in-process, `ffmpeg` by the binary).
+    `cutter` is resolved: synthetic FLACs are encoded by it (`pyav` in-process, `ffmpeg` by the binary), Flickr
+    videos cut by it.
     """
     cpus = os.cpu_count() or 1
     if plan.producer == "synthetic":
@@ -289,10 +290,8 @@ def _producer(plan: CatalogPlan, out: Path, *, source_kind, mirror_path, workers
         batch = functools.partial(sample_blobs_batch, exe=find_ffmpeg(ffmpeg), flac_encoder=cutter)
         return {}, {"make_blobs_batch": batch, "blob_executor": "process", "workers": workers or cpus}
     if plan.producer == "flickr":
-        if cutter != _default_cutter():  # FlickrBlobs cuts with the default cutter
-            raise UsageError(f"--cutter {cutter} does not reach Flickr cuts: set AVSL_BENCH_CUTTER={cutter} instead")
         return _flickr_producer(plan, out, workers=workers or cpus, ffmpeg=ffmpeg, cut_timeout=cut_timeout,
-                                archive_path=flickr_archive, xml_dir=flickr_annotations)  # fmt: skip
+                                cutter=cutter, archive_path=flickr_archive, xml_dir=flickr_annotations)  # fmt: skip
     if source_kind == "mirror":
         from .sources.mirror import MirrorSource
 
@@ -308,16 +307,10 @@ def _producer(plan: CatalogPlan, out: Path, *, source_kind, mirror_path, workers
     return {}, {"source": source, "workers": workers or YOUTUBE_WORKERS, "cut_timeout": cut_timeout}
 
 
-def _default_cutter() -> str:
-    try:
-        return resolve_cutter()
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _flickr_producer(plan: CatalogPlan, out: Path, *, workers: int, ffmpeg, cut_timeout, archive_path,
+def _flickr_producer(plan: CatalogPlan, out: Path, *, workers: int, ffmpeg, cut_timeout, cutter: str, archive_path,
                      xml_dir) -> tuple[dict, dict]:  # fmt: skip
-    from .cut import cutter_info
+    """The Flickr producer's annotations and `FlickrBlobs`; `cutter` (resolved) cuts the archive's videos."""
+    from .cut import cut_variant, cutter_info
     from .ffmpeg import ffmpeg_info, find_ffmpeg
     from .flickr import FlickrArchive, FlickrBlobs, flickr_boxes, xml_digest
 
@@ -341,19 +334,18 @@ def _flickr_producer(plan: CatalogPlan, out: Path, *, workers: int, ffmpeg, cut_
     frames = sorted({r.video_id for s in plan.splits for r in s.rows})
     with_xml = {cid: media[cid]["xml"] for cid in frames if "xml" in media.get(cid, {})}
     mode = plan.flickr_xml
-    if mode == "optional":
-        mode = "required" if (xml_dir is not None or with_xml) else "none"
     if mode == "required" and not with_xml:
         where = xml_dir if xml_dir is not None else f"{archive.path} (Annotations/<id>.xml)"
         raise DataFileError(f"no Flickr annotation XML for any of the {len(frames)} frames in {where}")
     for path in with_xml.values() if mode == "required" else ():
         flickr_boxes(path)  # a malformed XML fails here, before anything is written (spec §1.2)
     exe = find_ffmpeg(ffmpeg)
-    cutter = cutter_info()  # the cutter FlickrBlobs uses: its cache must not serve another's cuts
-    pyav = "" if cutter["cutter"] == "ffmpeg" else f"|{sorted(cutter['pyav'].items())}"
-    variant = sha256_bytes(f"{ffmpeg_info(exe)['sha256']}|{plan.audio_window}{pyav}".encode())[:16]
+    # the cutter is part of the variant, as for VGGSound cuts: a cache must not serve another cutter's cuts
+    variant = cut_variant({"audio_window": plan.audio_window, "ffmpeg": ffmpeg_info(exe)["sha256"],
+                           "cutter": cutter_info(cutter)})  # fmt: skip
     maker = FlickrBlobs(media=media, exe=exe, audio_window=plan.audio_window, xml=mode, timeout=cut_timeout,
-                        cut_dir=str(out / "_cache" / "flickr-cuts" / variant), archive=str(archive.path))  # fmt: skip
+                        cutter=cutter, cut_dir=str(out / "_cache" / "flickr-cuts" / variant),
+                        archive=str(archive.path))  # fmt: skip
     annotations: dict[str, Any] = {"_inputs": dict(archive.facts)}
     for split in plan.splits:
         extra = dict(archive.facts)

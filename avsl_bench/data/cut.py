@@ -17,10 +17,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ..errors import AvslBenchError
-from ..files import sha256_bytes
+from ..files import canonical_json, sha256_bytes
 from . import decode
 from .ffmpeg import (
     BASE_ARGS, BITEXACT_ARGS, FLAC_ARGS, FfmpegRun, FfmpegTimeout, find_ffmpeg, flac_streaminfo, parse_input_info,
@@ -90,16 +90,37 @@ def resolve_cutter(cutter: str | None = None) -> str:
     return name
 
 
+def _check_cutter(cutter: str) -> str:
+    if cutter not in CUTTERS:
+        raise ValueError(f"cutter must be one of {', '.join(CUTTERS)}, got {cutter!r}")
+    return cutter
+
+
 def cutter_info(cutter: str | None = None) -> dict[str, Any]:
-    """Provenance of the cutter: its name, and PyAV's and its libav* versions where it is `pyav`.
+    """Provenance of a resolved cutter (default: `resolve_cutter()`): its name, and PyAV's and its libav*
+    versions where it is `pyav`.
 
     Record it beside `ffmpeg.ffmpeg_info` (the binary that cuts what PyAV cannot, or everything with `ffmpeg`).
     """
-    name = resolve_cutter(cutter)
+    name = resolve_cutter() if cutter is None else _check_cutter(cutter)
     info: dict[str, Any] = {"cutter": name, "fallback": "ffmpeg" if name == "pyav" else None}
     if name == "pyav":
         info["pyav"] = decode.pyav_versions()
     return info
+
+
+def cutter_name(record: Mapping[str, Any]) -> str:
+    """`ffmpeg`, or `pyav <version> (<libav* version>)` for a `cutter_info` record."""
+    versions = record.get("pyav") or {}
+    if record.get("cutter") != "pyav":
+        return str(record.get("cutter"))
+    return f"pyav {versions.get('pyav', '?')} ({versions.get('ffmpeg') or versions.get('libavcodec', '?')})"
+
+
+def cut_variant(facts: Mapping[str, Any]) -> str:
+    """The name of a cut cache: 16 hex digits of the sha256 of the canonical JSON of what decides the cuts'
+    bytes (cut facts, ffmpeg build sha256, `cutter_info` record), so a cache never serves another way's cuts."""
+    return sha256_bytes(canonical_json(dict(facts)).encode())[:16]
 
 
 def run_cut(
@@ -182,12 +203,13 @@ def cut_clip(
     exe: str | None = None,
     timeout: float = 60.0,
     tmp_dir: str | Path | None = None,
-    cutter: str | None = None,
+    cutter: str = "pyav",
 ) -> CutResult:
     """Cut `src` (a clip starting at `start_offset` seconds of the file) into JPEG + FLAC; raise CutError.
 
-    `cutter` is `pyav` or `ffmpeg` (default: `resolve_cutter`). With `pyav`, a file PyAV cannot cut is cut by
-    ffmpeg within what is left of `timeout`; PyAV running past `timeout` is a `timeout` failure.
+    `cutter` is a resolved name (`resolve_cutter` at the caller's entry), `pyav` or `ffmpeg`. With `pyav`, a file
+    PyAV cannot cut (or PyAV missing) is cut by ffmpeg within what is left of `timeout`; PyAV running past
+    `timeout` is a `timeout` failure.
 
     >>> result = cut_clip("clip.mp4")  # doctest: +SKIP
     >>> (result.width, result.height, result.samples)  # doctest: +SKIP
@@ -195,7 +217,7 @@ def cut_clip(
     """
     window = audio_window_bounds(audio_window, frame_time)
     t0 = time.perf_counter()
-    if resolve_cutter(cutter) == "pyav":
+    if _check_cutter(cutter) == "pyav":
         try:
             got = decode.cut_pyav(src, start_offset=start_offset, frame_time=frame_time, window=window,
                                   timeout=timeout)  # fmt: skip

@@ -92,13 +92,14 @@ def cut_pyav(
 ) -> Decoded:
     """Cut `src` in-process: JPEG of the first frame at >= start_offset + frame_time, FLAC of `window`.
 
-    Times are seconds from the container's start time. Raises DecodeError (DecodeTimeout past `timeout`).
+    Times are seconds from the container's start time. Raises DecodeError (DecodeTimeout past `timeout`; also
+    where PyAV is not installed).
     """
-    import av
-
     deadline = None if timeout is None else time.perf_counter() + timeout
     name = Path(src).name
     try:
+        import av
+
         with av.open(str(src), metadata_errors="replace") as container:
             if container.format.name not in _SAME_AS_CLI:
                 raise DecodeError(f"{name}: {container.format.name} input is cut by ffmpeg")

@@ -9,10 +9,11 @@ Per sample:
   the first frame at >= duration / 2, the duration read from the `ffmpeg -i` header (no ffprobe);
 * audio: `audio/<id>.*` is decoded once by ffmpeg to 16 kHz mono s16 (the §4 swr path), then the `window` seconds
   (10, or 3 for training sets) centred on the midpoint of the decoded samples (all of it if shorter), encoded to
-  FLAC by `ffmpeg.encode_flac`; an id with only `<id>.mp4` has its audio cut by the same ffmpeg run as its frame:
-  the `window` seconds centred on the media midpoint (all of it if shorter). The recorded `audio.window` is
-  clip-relative, the "clip" being the 10 s centred on the media midpoint (so the protocol windows, centred on
-  clip time 5.0 s, are centred on the midpoint); `audio.media_window` gives the same span in media seconds;
+  FLAC by `ffmpeg.encode_flac`; an id with only `<id>.mp4` has its audio cut with its frame by one `cut.cut_clip`
+  with the chosen cutter (`--cutter`: PyAV in-process or an ffmpeg process): the `window` seconds centred on the
+  media midpoint (all of it if shorter). The recorded `audio.window` is clip-relative, the "clip" being the 10 s
+  centred on the media midpoint (so the protocol windows, centred on clip time 5.0 s, are centred on the
+  midpoint); `audio.media_window` gives the same span in media seconds;
 * boxes: `Annotations/<id>.xml` (or `--flickr-annotations DIR/<id>.xml`) → XML integers / 256 with `box_group`.
   `flickr-sup-train` needs them for every id: its `train` split is the labelled set L of the semi-supervised
   methods (samples marked `"labelled": true`) and its `val` split the 500 held-out ids (baselines spec §3.7).
@@ -262,11 +263,12 @@ def _window(value: float) -> float:
 
 
 def cut_midpoint(path: str | os.PathLike, *, window: float = NOMINAL_CLIP, exe: str, timeout: float = 60.0,
-                 tmp_dir: str | os.PathLike | None = None) -> MidpointCut:  # fmt: skip
+                 tmp_dir: str | os.PathLike | None = None, cutter: str = "pyav") -> MidpointCut:  # fmt: skip
     """Cut a video at its media midpoint (spec §3, Flickr training); raise CutError.
 
-    The duration comes from the `ffmpeg -i` header (no ffprobe); one `cut.cut_clip` run then takes the first frame
-    at >= duration / 2 and the `window` s of audio centred on it (all of it if the media is shorter).
+    The duration comes from the `ffmpeg -i` header (no ffprobe); one `cut.cut_clip` run with `cutter` (a resolved
+    name, `pyav` | `ffmpeg`) then takes the first frame at >= duration / 2 and the `window` s of audio centred on
+    it (all of it if the media is shorter).
     """
     probe = [exe, *BASE_ARGS, "-i", str(path)]
     _, info = run_cut(probe, path, timeout=timeout, check_exit=False)  # `ffmpeg -i` alone always exits non-zero
@@ -274,7 +276,8 @@ def cut_midpoint(path: str | os.PathLike, *, window: float = NOMINAL_CLIP, exe: 
     if not duration or duration <= 0:
         raise CutError("no_duration", f"{Path(path).name}: no duration in the container header")
     mid = duration / 2.0
-    cut = cut_clip(path, frame_time=mid, audio_window=window, exe=exe, timeout=timeout, tmp_dir=tmp_dir)
+    cut = cut_clip(path, frame_time=mid, audio_window=window, exe=exe, timeout=timeout, tmp_dir=tmp_dir,
+                   cutter=cutter)  # fmt: skip
     origin = mid - NOMINAL_CLIP / 2.0  # clip start, in media seconds
     start, length = cut.audio_window[0], cut.samples / SAMPLE_RATE
     audio = CentredAudio(
@@ -312,8 +315,9 @@ class FlickrBlobs:
     or `none` (training media without boxes; a row marked `"labelled": true` still needs its XML, so a labelled
     sample always carries its boxes); `xml_dir` overrides the archive's XML. An id's `frames/` and `audio/`
     files are used where present, else its video (`cut_midpoint`). Cuts are cached in `cut_dir` (`<id>.flac` +
-    `<id>.json`; a video's as `<id>.mid.jpg|flac|json`), so a negative reuses the cut of its audio clip.
-    `timeout` bounds each ffmpeg run (seconds).
+    `<id>.json`; a video's as `<id>.mid.jpg|flac|json`), so a negative reuses the cut of its audio clip; the
+    caller keys `cut_dir` by the cut facts and the cutter. `timeout` bounds each cut (seconds); `cutter` (a
+    resolved name, `pyav` | `ffmpeg`) cuts the videos, while `audio/` files are decoded and encoded by `exe`.
     """
 
     media: Mapping[str, Mapping[str, str]] = field(repr=False)
@@ -323,6 +327,7 @@ class FlickrBlobs:
     cut_dir: str | None = None
     archive: str = ""
     timeout: float = 60.0
+    cutter: str = "pyav"
 
     def __call__(self, rows: Sequence[PlanRow]) -> list[SampleBlobs | CutError]:
         out: list[SampleBlobs | CutError] = []
@@ -406,7 +411,7 @@ class FlickrBlobs:
                                  tuple(facts["media_window"]), facts["media_samples"])  # fmt: skip
             return MidpointCut(blobs["jpg"], facts["width"], facts["height"], facts["frame_time"], facts["duration"],
                                audio)  # fmt: skip
-        cut = cut_midpoint(path, window=self.audio_window, exe=self.exe, timeout=self.timeout)
+        cut = cut_midpoint(path, window=self.audio_window, exe=self.exe, timeout=self.timeout, cutter=self.cutter)
         facts = {**_audio_facts(cut.audio), "width": cut.width, "height": cut.height, "frame_time": cut.frame_time,
                  "duration": cut.duration}  # fmt: skip
         self._cache_put(name, facts, {"jpg": cut.jpg, "flac": cut.audio.flac})

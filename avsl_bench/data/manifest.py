@@ -1,12 +1,14 @@
 """Merge the parts of a split into `manifest.parquet`, `manifest.json` and `SHA256SUMS` (data spec §8, §9).
 
 `merge` refuses to write anything unless every shard of the plan is complete and consistent; its error lists the
-incomplete shards, so re-running their parts (which resume) fixes the split.
+incomplete shards, so re-running their parts (which resume) fixes the split. `merge_split` (what `prepare` runs)
+adds the cutter: one cutter record across parts, written to manifest.json beside the ffmpeg build.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import platform
 import subprocess
 from pathlib import Path
@@ -18,9 +20,12 @@ import pyarrow.parquet as pq
 
 from .. import __version__
 from ..errors import AvslBenchError
-from ..files import sha256_bytes, sha256_file, write_json_atomic, write_parquet_atomic, write_text_atomic
+from ..files import (
+    canonical_json, sha256_bytes, sha256_file, write_json_atomic, write_parquet_atomic, write_text_atomic,
+)  # fmt: skip
+from .cut import cutter_name
 from .plan import keys_sha256, read_part_files
-from .shards import MANIFEST_SCHEMA, read_stats, shard_name, shard_paths
+from .shards import MANIFEST_SCHEMA, read_stats, shard_done, shard_name, shard_paths
 from .sources.base import Status
 
 MANIFEST_SCHEMA_VERSION = 1
@@ -135,6 +140,42 @@ def merge(
     write_text_atomic(base / "SHA256SUMS", sums)
     doc = _manifest_json(parts, stats_list, manifest, ffmpeg_builds, allow_mixed_ffmpeg, annotations)
     write_json_atomic(base / "manifest.json", doc)
+    return doc
+
+
+def merge_split(
+    split_dir: str | Path,
+    *,
+    allow_mixed_ffmpeg: bool = False,
+    expected_plan_hash: str | None = None,
+    annotations: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """`merge` plus the cutter: one cutter record across part files and shard stats (else MergeError,
+    unless `allow_mixed_ffmpeg`), written to manifest.json as `cutter` beside `ffmpeg`; returns the manifest dict.
+
+    Records written before the cutter was recorded are left out of the check (as `merge` does with ffmpeg builds).
+    """
+    split_path = Path(split_dir)
+    parts = read_part_files(split_path)
+    records = [p["cutter"] for p in parts if p.get("cutter")]
+    num_shards = max((p["plan"]["num_shards"] for p in parts), default=0)
+    done = [s for s in range(num_shards) if shard_done(split_path, s)]
+    for s in done:
+        try:
+            records.append(read_stats(split_path, s).get("cutter"))
+        except (OSError, ValueError):
+            continue  # `merge` reports an unreadable stats file
+    distinct = sorted({canonical_json(r) for r in records if r})
+    if len(distinct) > 1 and not allow_mixed_ffmpeg:
+        names = [cutter_name(json.loads(d)) for d in distinct]
+        incomplete = [s for s in range(num_shards) if s not in set(done)]
+        raise MergeError([f"{len(distinct)} cutters across parts (--allow-mixed-ffmpeg accepts): {names}"], incomplete)
+    doc = merge(split_path, allow_mixed_ffmpeg=allow_mixed_ffmpeg, expected_plan_hash=expected_plan_hash,
+                annotations=annotations)  # fmt: skip
+    if distinct:
+        found = [json.loads(d) for d in distinct]
+        doc["cutter"] = found[0] if len(found) == 1 else {"mixed": True, "allowed": True, "cutters": found}
+        write_json_atomic(split_path / "manifest.json", doc)
     return doc
 
 

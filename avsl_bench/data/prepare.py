@@ -8,7 +8,8 @@ of threads, each cutting one clip at a time with the `cutter` (`pyav`: in-proces
 file PyAV cannot cut; `ffmpeg`: one process per clip). Cuts are cached per clip id (`<cache>/cuts/<variant>/`,
 the variant hashing the cut facts, the ffmpeg build and the cutter with its PyAV/libav* versions), so a negative
 `<video>__neg__<audio>` copies the frame of its video clip and the audio of its audio clip. The cutter is recorded
-beside the ffmpeg build (part files, shard stats; `merge_split` adds it to manifest.json and refuses mixed ones).
+beside the ffmpeg build (part files, shard stats; `manifest.merge_split` adds it to manifest.json and refuses
+mixed ones).
 """
 
 from __future__ import annotations
@@ -29,12 +30,12 @@ from typing import Any, Callable, Mapping, Sequence
 from ..errors import AvslBenchError, DataFileError, UsageError
 from ..files import canonical_json, fsync_dir, sha256_bytes, write_json_atomic
 from .cut import (
-    CLIP_LENGTH, FRAME_TIME, SAMPLE_RATE, CutError, CutResult, audio_window_bounds, cut_clip, cutter_info,
-    resolve_cutter,
+    CLIP_LENGTH, FRAME_TIME, SAMPLE_RATE, CutError, CutResult, audio_window_bounds, cut_clip, cut_variant,
+    cutter_info, cutter_name, resolve_cutter,
 )  # fmt: skip
 from .ffmpeg import ffmpeg_info, find_ffmpeg
-from .manifest import MergeError, environment_versions, merge, toolkit_info
-from .plan import DEFAULT_SAMPLES_PER_SHARD, Plan, PlanRow, clip_ref, make_plan, read_part_files, write_part_file
+from .manifest import environment_versions, toolkit_info
+from .plan import DEFAULT_SAMPLES_PER_SHARD, Plan, PlanRow, clip_ref, make_plan, write_part_file
 from .shards import (
     MANIFEST_SCHEMA, SampleBlobs, clean_leftovers, commit_shard, error_reason, read_shard_samples, read_stats,
     shard_done, shard_paths,
@@ -42,8 +43,7 @@ from .shards import (
 from .sources.base import AcquireResult, Source, Status
 
 __all__ = [
-    "AcquisitionAborted", "PlanRow", "PrepareSummary", "RETRY_MODES", "merge_split", "retryable_failure", "run_prepare",
-    "sample_meta",
+    "AcquisitionAborted", "PlanRow", "PrepareSummary", "RETRY_MODES", "retryable_failure", "run_prepare", "sample_meta",
 ]  # fmt: skip
 
 #: Consecutive "bot check" failures after which a part stops (spec §7).
@@ -333,8 +333,9 @@ def run_prepare(
     A source with `needs_start_offset` (or `layout == "full"`) serves whole videos: the clip start is added to
     both seeks. A source with `acquire_many` (mirror) is called once with every clip of the part.
     `input_sha256` (digest of the input list) and `annotations` (name -> sha256) are recorded for the manifest.
-    `cutter` (`pyav` | `ffmpeg`, default `cut.resolve_cutter`) cuts in source mode; a blob producer applies its
-    own, and passes it here to be recorded (part file, shard stats, run record) beside the ffmpeg build.
+    `cutter` (`pyav` | `ffmpeg`, default `cut.resolve_cutter`; resolved here, then passed down resolved) cuts in
+    source mode; a blob producer applies it itself (given the same resolved name), and passes it here to be
+    recorded (part file, shard stats, run record) beside the ffmpeg build.
     `cut_timeout` (seconds, default 60 in source mode) bounds each cut; a blob producer applies its own,
     and passes it here to be recorded. It goes to the part file, hence `manifest.json` (`params.cut_timeout_s`),
     to every shard's stats and to the run record.
@@ -393,8 +394,8 @@ def run_prepare(
         if retry:
             before = read_stats(split_path, s).get("cutter")
             if before and before != cutter_rec:  # kept rows would be another cutter's under this cutter's stats
-                raise UsageError(f"shard {s:06d} was cut by {_cutter_name(before)}: retry its failed rows with "
-                                 f"--cutter {before['cutter']} (and that PyAV), not {_cutter_name(cutter_rec)}")
+                raise UsageError(f"shard {s:06d} was cut by {cutter_name(before)}: retry its failed rows with "
+                                 f"--cutter {before['cutter']} (and that PyAV), not {cutter_name(cutter_rec)}")
             redo[s] = retry
             pending.append(s)
         else:
@@ -403,7 +404,7 @@ def run_prepare(
     shard_stats = {"plan_hash": plan.plan_hash, "part": part, "num_parts": num_parts, "ffmpeg": ffmpeg_build,
                    "cutter": cutter_rec, "params": params, **ident}  # fmt: skip
     # the cutter is part of the variant: the cutters agree on H.264/AAC, but a cache must not vouch for another
-    variant = sha256_bytes(canonical_json({**cut_facts, "ffmpeg": info["sha256"], "cutter": cutter_rec}).encode())[:16]
+    variant = cut_variant({**cut_facts, "ffmpeg": info["sha256"], "cutter": cutter_rec})
 
     with _Progress(progress, console) as bars:
         bars.add("shards", len(shards), completed=len(summary.skipped))
@@ -431,50 +432,6 @@ def run_prepare(
     summary.elapsed_s = time.perf_counter() - t0
     _write_run_record(split_path, summary, started, {**params, "retry_failed": retry_failed}, cutter_rec)
     return summary
-
-
-def merge_split(
-    split_dir: str | os.PathLike,
-    *,
-    allow_mixed_ffmpeg: bool = False,
-    expected_plan_hash: str | None = None,
-    annotations: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """`manifest.merge` plus the cutter: one cutter record across part files and shard stats (else MergeError,
-    unless `allow_mixed_ffmpeg`), written to manifest.json as `cutter` beside `ffmpeg`; returns the manifest dict.
-
-    Records written before the cutter was recorded are left out of the check (as `merge` does with ffmpeg builds).
-    """
-    split_path = Path(split_dir)
-    parts = read_part_files(split_path)
-    records = [p["cutter"] for p in parts if p.get("cutter")]
-    num_shards = max((p["plan"]["num_shards"] for p in parts), default=0)
-    done = [s for s in range(num_shards) if shard_done(split_path, s)]
-    for s in done:
-        try:
-            records.append(read_stats(split_path, s).get("cutter"))
-        except (OSError, ValueError):
-            continue  # `merge` reports an unreadable stats file
-    distinct = sorted({canonical_json(r) for r in records if r})
-    if len(distinct) > 1 and not allow_mixed_ffmpeg:
-        names = [_cutter_name(json.loads(d)) for d in distinct]
-        incomplete = [s for s in range(num_shards) if s not in set(done)]
-        raise MergeError([f"{len(distinct)} cutters across parts (--allow-mixed-ffmpeg accepts): {names}"], incomplete)
-    doc = merge(split_path, allow_mixed_ffmpeg=allow_mixed_ffmpeg, expected_plan_hash=expected_plan_hash,
-                annotations=annotations)  # fmt: skip
-    if distinct:
-        found = [json.loads(d) for d in distinct]
-        doc["cutter"] = found[0] if len(found) == 1 else {"mixed": True, "allowed": True, "cutters": found}
-        write_json_atomic(split_path / "manifest.json", doc)
-    return doc
-
-
-def _cutter_name(record: Mapping[str, Any]) -> str:
-    """`ffmpeg`, or `pyav <version> (<libav* version>)` for a cutter record."""
-    versions = record.get("pyav") or {}
-    if record.get("cutter") != "pyav":
-        return str(record.get("cutter"))
-    return f"pyav {versions.get('pyav', '?')} ({versions.get('ffmpeg') or versions.get('libavcodec', '?')})"
 
 
 def _read_shard_rows(split_path: Path, shard: int) -> list[dict[str, Any]]:

@@ -241,9 +241,17 @@ def test_score_retrieval_end_to_end(tmp_path, tiny):
     out = tmp_path / "result.json"
     result = _invoke("score", preds, "-b", TINY, "--bootstrap", "20", "--retrieval", "--out", out)
     assert result.exit_code == 0, result.output
-    assert "retrieval A→I R@1/5/10" in result.output and "retrieval I→A R@1/5/10" in result.output
     data = json.loads(out.read_text())
     block = data["retrieval"]
+    rows = {}  # metric name -> value cell, from the one table (retrieval rows beside the metrics)
+    for line in result.output.splitlines():
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if len(cells) == 3:
+            rows[cells[0]] = cells[1]
+    assert "loc_acc" in rows and "64 queries, relevant = same class" in result.output
+    for direction, label in (("audio_to_image", "A→I"), ("image_to_audio", "I→A")):
+        for k in (1, 5, 10):
+            assert rows[f"retrieval {label} R@{k}"] == f"{100 * block[direction][f'r{k}']:.2f}"
     assert block["queries"] == 64 and block["embedding_dim"] == 16 and block["classes"] == 8
     assert block["excluded"] == {"negatives": 64, "positives_without_class": 0}
     assert "own pair" in block["convention"]

@@ -284,7 +284,7 @@ def test_prepare_flickr_sup_train_takes_boxes_from_an_xml_dir(tmp_path, upstream
     report = prepare_benchmark("flickr-sup-train", tmp_path / "out", limit=2, flickr_archive=tmp_path / "media",
                                flickr_annotations=tmp_path / "xml" / "Annotations", progress=False)  # fmt: skip
     split = next(s for s in report.splits if s.split == "train")
-    assert (split.counts["success"], split.counts["unavailable"]) == (1, 1)  # an XML dir given: boxes required
+    assert (split.counts["success"], split.counts["unavailable"]) == (1, 1)  # labelled: the id without XML is missing
     with tarfile.open(split.split_dir / "000000.tar") as tar:
         (meta,) = [json.loads(tar.extractfile(m).read()) for m in tar if m.name.endswith(".json")]
     assert meta["boxes"] == [[8 / 256, 16 / 256, 128 / 256, 240 / 256]] and meta["gt_rule"] == "flickr"

@@ -275,6 +275,10 @@ def test_resolve_cutter_and_info(monkeypatch):
         resolve_cutter()
     with pytest.raises(ValueError, match="cutter must be one of"):
         resolve_cutter("gstreamer")
+    with pytest.raises(ValueError, match="cutter must be one of"):  # a resolved name: no environment consulted
+        cutter_info("gstreamer")
+    with pytest.raises(ValueError, match="cutter must be one of"):
+        cut_clip("clip.mp4", cutter="gstreamer")
     info = cutter_info("pyav")
     assert info["cutter"] == "pyav" and info["fallback"] == "ffmpeg"
     assert info["pyav"]["pyav"] and info["pyav"]["libavcodec"].count(".") == 2

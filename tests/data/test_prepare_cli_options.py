@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import shutil
 
 from typer.testing import CliRunner
 
@@ -59,8 +59,29 @@ def test_cut_timeout_then_retry_failed(tmp_path, upstream, media):
         assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
 
 
-def test_cutter_other_than_the_default_is_refused_for_flickr(tmp_path, upstream, monkeypatch):
+def test_cutter_reaches_flickr_cuts(tmp_path, upstream, media, monkeypatch):
+    """`--cutter` cuts the Flickr videos and is recorded as for VGGSound cuts: shard stats, manifest, cache key."""
+    from avsl_bench.data import decode
+
     monkeypatch.delenv("AVSL_BENCH_CUTTER", raising=False)
-    result = _invoke("prepare", "flickr-10k-noleak", "--out", tmp_path / "out", "--limit", 1, "--flickr-archive",
-                     tmp_path, "--cutter", "ffmpeg", "--no-progress")  # fmt: skip
-    assert result.exit_code == 2 and "set AVSL_BENCH_CUTTER=ffmpeg" in " ".join(result.output.split()), result.output
+    ids = [r.key for r in plan_benchmark("flickr-10k-noleak", limit=2).splits[0].rows]
+    videos, out = tmp_path / "videos", tmp_path / "out"
+    videos.mkdir()
+    for i in ids:
+        (videos / f"{i}.mp4").write_bytes(media["idx25"].read_bytes())
+    calls = []
+    in_process = decode.cut_pyav
+    monkeypatch.setattr(decode, "cut_pyav", lambda src, **kw: calls.append(src) or in_process(src, **kw))
+    split = out / "flickr-10k-noleak" / "train"
+    for cutter, record in (("ffmpeg", {"cutter": "ffmpeg", "fallback": None}), ("pyav", None)):
+        calls.clear()
+        shutil.rmtree(split, ignore_errors=True)  # the split is prepared afresh, the cut cache kept
+        result = _invoke("prepare", "flickr-10k-noleak", "--out", out, "--limit", 2, "--flickr-archive", videos,
+                         "--cutter", cutter, "--no-progress")  # fmt: skip
+        assert result.exit_code == 0, result.output
+        manifest = json.loads((split / "manifest.json").read_text())
+        assert manifest["counts"]["success"] == 2 and manifest["cutter"]["cutter"] == cutter
+        assert record is None or manifest["cutter"] == record
+        assert json.loads((split / "000000_stats.json").read_text())["cutter"] == manifest["cutter"]
+        assert len(calls) == (2 if cutter == "pyav" else 0)  # pyav: cut afresh, not served from ffmpeg's cache
+    assert len(list((out / "_cache" / "flickr-cuts").iterdir())) == 2  # one cut cache per cutter

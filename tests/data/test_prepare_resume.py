@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from avsl_bench.data.manifest import merge
+from avsl_bench.data.manifest import merge, merge_split
 from avsl_bench.data.plan import PlanRow
 from avsl_bench.data.prepare import AcquisitionAborted, run_prepare
 from avsl_bench.data.shards import shard_paths
@@ -319,7 +319,6 @@ def test_retry_failed_refuses_a_modified_shard_and_bad_options(reference, tmp_pa
 
 def test_cutter_is_recorded_beside_the_ffmpeg_build(reference):
     from avsl_bench.data.cut import cutter_info
-    from avsl_bench.data.prepare import merge_split
 
     out, *_ = reference
     split = out / "split"
@@ -336,7 +335,6 @@ def test_cutter_is_recorded_beside_the_ffmpeg_build(reference):
 def test_other_cutter_cuts_afresh_and_merge_refuses_the_mix(media, tmp_path):
     pytest.importorskip("av")
     from avsl_bench.data.manifest import MergeError
-    from avsl_bench.data.prepare import merge_split
     from avsl_bench.errors import UsageError
 
     rows, mapping = _rows_and_media(media)
