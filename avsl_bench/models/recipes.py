@@ -38,6 +38,7 @@ __all__ = [
 AUDIO_FRONTENDS = ("spectrogram", "pooled", "stft160")
 AMP_MODES = ("none", "bf16", "fp16")
 OPTIMIZERS = ("adam", "adamw")
+LR_DECAYS = ("constant", "cosine")
 
 
 class RecipeError(DataFileError):
@@ -91,8 +92,13 @@ class ScheduleConfig:
     # permutation of all samples, labelled ones mixed in). Both 0 for unsupervised methods (plain shuffle).
     warmup_epochs: int = 0
     labelled_batch_size: int = 0
+    # Learning rate over the fixed schedule: "constant" (the papers' recipes) or "cosine" (half a cosine from
+    # optim.lr at the first step to 0 after the last one, per step).
+    lr_decay: str = "constant"
 
     def __post_init__(self) -> None:
+        if self.lr_decay not in LR_DECAYS:
+            raise ValueError(f"schedule.lr_decay must be one of {LR_DECAYS}, got {self.lr_decay!r}")
         if self.epochs < 1 or self.batch_size < 2:
             raise ValueError("epochs must be ≥ 1 and batch_size ≥ 2")
         if self.warmup_epochs < 0 or self.labelled_batch_size < 0:

@@ -97,6 +97,18 @@ def _extras(batch: dict, device: torch.device) -> dict[str, torch.Tensor]:
             "index": batch["index"].to(device, non_blocking=True)}  # fmt: skip
 
 
+def _lr_factor(schedule, sampler) -> Callable[[int], float]:
+    """Step → multiplier of optim.lr under `schedule.lr_decay`; the total step count is the sampler's length summed
+    over the epochs (semi-supervised warm-up epochs are shorter)."""
+    if schedule.lr_decay == "constant":
+        return lambda step: 1.0
+    total = 0
+    for epoch in range(schedule.epochs):
+        sampler.set_epoch(epoch)
+        total += len(sampler)
+    return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+
+
 def train(
     method: str,
     data: str | os.PathLike | Sequence[str | os.PathLike],
@@ -192,6 +204,7 @@ def train(
     opt_cls = torch.optim.Adam if recipe.optim.name == "adam" else torch.optim.AdamW
     optimizer = opt_cls([p for p in model.parameters() if p.requires_grad], lr=recipe.optim.lr,
                         betas=recipe.optim.betas, eps=recipe.optim.eps, weight_decay=recipe.optim.weight_decay)
+    lr_factor = _lr_factor(recipe.schedule, sampler)
     amp = recipe.runtime.amp if dev.type == "cuda" else "none"
     scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
 
@@ -218,6 +231,8 @@ def train(
                 emb = net(image, audio, **extras)
             loss, stats = model.loss(D.gather_embeddings(emb))
             optimizer.zero_grad(set_to_none=True)
+            for group in optimizer.param_groups:
+                group["lr"] = recipe.optim.lr * lr_factor(steps)
             if scaler is not None:
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -233,7 +248,7 @@ def train(
         record = {k: float(D.reduce_mean(v / max(n_batches, 1))) for k, v in sums.items()}
         if not all(math.isfinite(v) for v in record.values()):
             raise FloatingPointError(f"non-finite training loss in epoch {epoch + 1}: {record}")
-        record.update(epoch=epoch + 1, steps=steps, seconds=round(time.perf_counter() - t_epoch, 3))
+        record.update(epoch=epoch + 1, steps=steps, lr=optimizer.param_groups[0]["lr"], seconds=round(time.perf_counter() - t_epoch, 3))
         history.append(record)
         log.info("epoch %d/%d %s", epoch + 1, recipe.schedule.epochs, record)
         if on_epoch is not None and dist_info.is_main:

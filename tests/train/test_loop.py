@@ -289,3 +289,33 @@ def test_semisup_ddp_gathers_targets_and_gives_the_global_batch_gradient(tmp_pat
     torch.testing.assert_close(got["loss"], loss.detach())
     for name, p in model.named_parameters():
         torch.testing.assert_close(got["grads"][name], p.grad, rtol=1e-4, atol=1e-6)
+
+
+class _FakeSampler:
+    """Epoch lengths 2, 2, 3 (a warm-up phase shorter than the rest)."""
+
+    lengths = (2, 2, 3)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.lengths[self.epoch]
+
+
+def test_lr_decay_constant_and_cosine_over_the_whole_schedule():
+    import dataclasses
+    import math
+
+    from avsl_bench.models.recipes import ScheduleConfig
+    from avsl_bench.train.loop import _lr_factor
+
+    schedule = ScheduleConfig(epochs=3, batch_size=4)
+    assert [_lr_factor(schedule, _FakeSampler())(s) for s in range(7)] == [1.0] * 7
+    cosine = _lr_factor(dataclasses.replace(schedule, lr_decay="cosine"), _FakeSampler())
+    factors = [cosine(s) for s in range(8)]
+    assert factors[0] == 1.0 and factors[7] == pytest.approx(0.0, abs=1e-12)  # 7 steps in all
+    assert factors[6] > 0 and all(a > b for a, b in zip(factors, factors[1:]))
+    assert factors[3] == pytest.approx(0.5 * (1 + math.cos(math.pi * 3 / 7)))
+    with pytest.raises(ValueError, match="lr_decay"):
+        ScheduleConfig(epochs=3, lr_decay="linear")
