@@ -11,19 +11,23 @@ A method model is an `nn.Module` with three entry points:
 
 Optional: `sample_scores(image, audio)` (explicit confidences) and `embeddings(image, audio) -> (image_emb,
 audio_emb) | None` (global embeddings for cross-modal retrieval; `predict` writes them into the archive).
+`localize_and_embed(image, audio)` gives both (what `predict` calls); methods whose map and embeddings come from
+the same encoder outputs (EZ-VSL, JSA) implement it instead of `localize`, so that the encoders run once.
 
 Models never read files and never score; the loop and `predict` do that.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
-__all__ = ["AVModel", "MethodEntry", "EncoderConfig", "cross_entropy_rows", "cross_entropy_cols", "diagonal_accuracy"]
+__all__ = ["AVModel", "MethodEntry", "EncoderConfig", "cross_entropy_rows", "cross_entropy_cols", "diagonal_accuracy",
+           "teacher_copy", "ema_update"]
 
 
 @dataclass(frozen=True)
@@ -54,8 +58,10 @@ class AVModel(nn.Module):
     def loss(self, emb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # pragma: no cover
         raise NotImplementedError
 
-    def localize(self, image: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:  # pragma: no cover
-        raise NotImplementedError
+    def localize(self, image: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """The grid map A (eval mode). A method implements this or, when its map and embeddings share one pass,
+        `localize_and_embed`."""
+        return self.localize_and_embed(image, audio, embed=False)[0]
 
     def sample_scores(self, image: torch.Tensor, audio: torch.Tensor) -> torch.Tensor | None:
         """Explicit per-sample confidences, if the method defines them (default: none; the scorer then uses the
@@ -66,6 +72,11 @@ class AVModel(nn.Module):
         """Global (image_emb, audio_emb), each (B, D), for cross-modal retrieval (eval mode), if the method defines
         them (default: none; `predict` then writes no embeddings)."""
         return None
+
+    def localize_and_embed(self, image: torch.Tensor, audio: torch.Tensor, *, embed: bool = True
+                           ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """(`localize`, `embeddings` or None when not `embed`) of one batch (eval mode); the default calls both."""
+        return self.localize(image, audio), (self.embeddings(image, audio) if embed else None)
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,29 @@ def cross_entropy_rows(logits: torch.Tensor) -> torch.Tensor:
 def cross_entropy_cols(logits: torch.Tensor) -> torch.Tensor:
     """CE_col(Z) = CE_row(Zᵀ)."""
     return cross_entropy_rows(logits.t())
+
+
+def teacher_copy(net: nn.Module) -> nn.Module:
+    """A frozen copy of `net` (momentum / EMA teacher)."""
+    teacher = copy.deepcopy(net)
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+@torch.no_grad()
+def ema_update(teacher: nn.Module, student: nn.Module, momentum: float, *, buffers: bool = True) -> None:
+    """θ_t ← m·θ_t + (1 − m)·θ_s for parameters and, with `buffers`, floating buffers (BatchNorm statistics; other
+    buffers are copied). m = 0 makes the teacher a copy of the student."""
+    for p_t, p_s in zip(teacher.parameters(), student.parameters()):
+        p_t.mul_(momentum).add_(p_s.detach(), alpha=1.0 - momentum)
+    if not buffers:
+        return
+    for b_t, b_s in zip(teacher.buffers(), student.buffers()):
+        if b_t.dtype.is_floating_point:
+            b_t.mul_(momentum).add_(b_s, alpha=1.0 - momentum)
+        else:
+            b_t.copy_(b_s)
 
 
 def diagonal_accuracy(logits: torch.Tensor) -> torch.Tensor:

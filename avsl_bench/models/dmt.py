@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import MethodEntry
-from .semisup import SemiSupConfig, SemiSupPair, binarise, ema_update, mask_iou, teacher_copy
+from .base import MethodEntry, ema_update, teacher_copy
+from .semisup import SemiSupConfig, SemiSupPair, binarise, mask_iou, masked_mean
 
 __all__ = ["DMTConfig", "DMT", "dmt_pseudo_labels", "build_dmt", "ENTRY"]
 
@@ -77,8 +77,7 @@ class DMT(SemiSupPair):
         return out
 
     def loss(self, emb):
-        lab = emb["lab"] > 0.5
-        unl = ~lab
+        lab, unl = self.rows(emb)
         stats: dict[str, torch.Tensor] = {}
         if self.warmup:
             sup = {k: self.supervised(emb, k, emb["t"], lab) for k in self.NETS}
@@ -91,16 +90,14 @@ class DMT(SemiSupPair):
             sup = {k: self.supervised(emb, k, target, rows) for k in self.NETS}
             unsup = {k: self.unsupervised(emb, k, unl) for k in self.NETS}
             total = sup["a"] + sup["b"] + self.cfg.lambda_u * (unsup["a"] + unsup["b"])
-            n_unl = unl.float().sum().clamp_min(1.0)
             stats.update(loss_unsup_a=unsup["a"].detach(), loss_unsup_b=unsup["b"].detach(),
-                         kept=(keep.float().sum() / n_unl).detach(),
-                         iou=((iou * unl.float()).sum() / n_unl).detach())  # fmt: skip
+                         kept=masked_mean(keep.float(), unl).detach(), iou=masked_mean(iou, unl).detach())
         stats.update(loss_sup_a=sup["a"].detach(), loss_sup_b=sup["b"].detach())
         return total, stats
 
-    @torch.no_grad()
-    def localize(self, image: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-        return self.fused([self.teacher_a, self.teacher_b], image, audio)
+    def map_nets(self) -> list:
+        """The two teachers (the map of DMT)."""
+        return [self.teacher_a, self.teacher_b]
 
 
 def build_dmt(cfg: DMTConfig, **kwargs) -> DMT:

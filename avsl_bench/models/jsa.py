@@ -281,25 +281,25 @@ class JSA(AVModel):
         return total, {"loss_info": info.detach(), "loss_recon": recon.detach(), "loss_div": div.detach(),
                        "loss_att": att.detach(), "masked_frac": masked.float().mean(), "acc_i2a": acc}  # fmt: skip
 
+    def embeddings(self, image: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Target-slot embeddings (ŝ_v⁰, ŝ_a⁰): L2-normalised slot 0 of each modality, unmasked (eval mode)."""
+        return self.localize_and_embed(image, audio)[1]
+
     @torch.no_grad()
-    def localize(self, image: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+    def localize_and_embed(self, image: torch.Tensor, audio: torch.Tensor, *, embed: bool = True
+                           ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """The map and (with `embed`) the target-slot embeddings, from one pass of encoders and slot attention."""
         v_tok, (h, w) = self.visual_tokens(image)
         a_tok = self.audio_tokens(audio)
         with self._fp32(v_tok.device):
-            o = self._slots(v_tok.float(), a_tok.float())  # no masking: localize runs in eval mode
+            o = self._slots(v_tok.float(), a_tok.float())  # no masking: eval mode
             scale = self.slot_v.scale * self.cfg.infer_sharpening
             ia = slot_attention_weights(o["q_v"], o["k_v"], scale)[:, 0].reshape(-1, h, w)
             ca = slot_attention_weights(o["q_a"], o["k_v"], scale)[:, 0].reshape(-1, h, w)
-            return self.cfg.alpha * minmax(ca) + (1.0 - self.cfg.alpha) * minmax(ia)
-
-    @torch.no_grad()
-    def embeddings(self, image: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Target-slot embeddings (ŝ_v⁰, ŝ_a⁰): L2-normalised slot 0 of each modality, unmasked (eval mode)."""
-        v_tok, _ = self.visual_tokens(image)
-        a_tok = self.audio_tokens(audio)
-        with self._fp32(v_tok.device):
-            o = self._slots(v_tok.float(), a_tok.float())
-            return F.normalize(o["s_v"][:, 0], dim=-1), F.normalize(o["s_a"][:, 0], dim=-1)
+            grid = self.cfg.alpha * minmax(ca) + (1.0 - self.cfg.alpha) * minmax(ia)
+            if not embed:
+                return grid, None
+            return grid, (F.normalize(o["s_v"][:, 0], dim=-1), F.normalize(o["s_a"][:, 0], dim=-1))
 
 
 def build_jsa(cfg: JSAConfig, **kwargs) -> JSA:

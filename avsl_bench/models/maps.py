@@ -1,5 +1,6 @@
 """From grid score maps to submitted 224×224 maps (baselines spec §1, §2.4).
 
+* `cosine_map`: ⟨v(p), a⟩ per grid cell of L2-normalised visual and audio features.
 * `upsample`: grid → 224×224, bicubic, align_corners=False, float32.
 * `fixed_range`: Â = (τ·A + 1) / 2 ∈ [0, 1] for cosine maps A = cos/τ (bicubic may overshoot slightly at edges).
 * `minmax`: per-image (x − min) / (max − min) (0 for constant maps).
@@ -12,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-__all__ = ["GRID", "upsample", "fixed_range", "minmax", "combine_ogl_classic", "combine_ogl_extended"]
+__all__ = ["GRID", "cosine_map", "upsample", "fixed_range", "minmax", "combine_ogl_classic", "combine_ogl_extended"]
 
 GRID = 224
 
@@ -22,6 +23,11 @@ def upsample(maps: torch.Tensor, size: int = GRID) -> torch.Tensor:
     if maps.dim() != 3:
         raise ValueError(f"maps must be (B, h, w), got {tuple(maps.shape)}")
     return F.interpolate(maps.float().unsqueeze(1), size=(size, size), mode="bicubic", align_corners=False).squeeze(1)
+
+
+def cosine_map(v: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """⟨v_n(p), a_n⟩ at every location p of visual (B, D, h, w) and audio (B, D) features → (B, h, w), float32."""
+    return torch.einsum("ndhw,nd->nhw", v.float(), a.float())
 
 
 def fixed_range(maps: torch.Tensor, tau: float) -> torch.Tensor:

@@ -2,19 +2,19 @@
 
 * `SemiSupConfig`: EZ-VSL encoder knobs for model A (the `EncoderConfig` fields), `b_*` knobs for model B (a
   different backbone), the map head's initial scale/bias and each model's colour augmentation.
-* `MapNet`: one model — trunks + 1×1-conv / linear heads (L2-normalised, as EZ-VSL), a per-cell probability
+* `MapNet`: one model — trunks + EZ-VSL's heads (`ezvsl.CosineHeads`), a per-cell probability
   p = sigmoid(s·cos + b) with learnable s, b, and its own colour jitter (`models.augment`) applied in `forward`
   (training only; colour transforms move no pixel, so box masks stay aligned).
 * `SemiSupPair`: the two-model base class (`uses_targets = True`, `map_range = "unit"`); `forward` returns both
-  students' embeddings and maps plus the targets, so the loop all-gathers them like any embedding.
+  students' embeddings and maps plus the targets, so the loop all-gathers them like any embedding; `rows` splits
+  a batch into labelled and unlabelled rows.
 * Functions: `pool_mask` (GT mask average-pooled to the grid), `pixel_bce` (per-sample pixel-wise BCE),
   `contrastive` (EZ-VSL multiple-instance InfoNCE on selected rows), `binarise`, `mask_iou`, `pearson`,
-  `sharpen`, `PseudoLabelBank` (per-sample PL-EMA memory), `ema_update`.
+  `sharpen`, `PseudoLabelBank` (per-sample PL-EMA memory). EMA teachers use `base.teacher_copy` / `ema_update`.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -25,14 +25,14 @@ from torch.nn import functional as F
 
 from .augment import ImageAugment, augment_image
 from .base import AVModel, EncoderConfig, cross_entropy_cols, cross_entropy_rows
-from .encoders import SmallCNN, build_audio, build_visual, init_scratch
-from .ezvsl import mil_logits
-from .maps import minmax
+from .encoders import SmallCNN, build_audio, build_visual
+from .ezvsl import CosineHeads, mil_logits
+from .maps import cosine_map, minmax
 
 __all__ = [
     "SemiSupConfig", "MapNet", "SemiSupPair", "SpecCNN", "pool_mask", "pixel_bce", "contrastive",
-    "binarise", "mask_iou", "pearson", "sharpen", "PseudoLabelBank", "ema_update", "masked_mean",
-    "teacher_copy", "ramp_fraction", "top_fraction",
+    "binarise", "mask_iou", "pearson", "sharpen", "PseudoLabelBank", "masked_mean", "ramp_fraction",
+    "top_fraction",
 ]
 
 
@@ -102,23 +102,16 @@ def _trunks(cfg: SemiSupConfig, which: str, audio_in_bins: int):
     return visual, v_ch, info, audio, a_ch
 
 
-class MapNet(nn.Module):
+class MapNet(CosineHeads):
     """One model of a pair: visual/audio trunks + heads (L2-normalised) and the probability head."""
 
     def __init__(self, cfg: SemiSupConfig, which: str, audio_in_bins: int) -> None:
         super().__init__()
         self.visual, v_ch, self.info, self.audio, a_ch = _trunks(cfg, which, audio_in_bins)
-        self.visual_head = nn.Conv2d(v_ch, cfg.dim, kernel_size=1)
-        self.audio_head = nn.Linear(a_ch, cfg.dim)
-        init_scratch(self.visual_head)
-        init_scratch(self.audio_head)
+        self.init_heads(v_ch, a_ch, cfg.dim)
         self.scale = nn.Parameter(torch.tensor(float(cfg.map_scale)))
         self.bias = nn.Parameter(torch.tensor(float(cfg.map_bias)))
         self.jitter = cfg.jitter(which)
-
-    def embed(self, image: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        v = F.normalize(self.visual_head(self.visual(image)), dim=1)
-        return v, F.normalize(self.audio_head(self.audio(audio)), dim=1)
 
     def prob(self, cos: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.scale * cos + self.bias)
@@ -126,8 +119,8 @@ class MapNet(nn.Module):
     def forward(self, image: torch.Tensor, audio: torch.Tensor, *, augment: bool = False) -> dict[str, torch.Tensor]:
         if augment:
             image = augment_image(image, self.jitter)
-        v, a = self.embed(image, audio)
-        cos = torch.einsum("ndhw,nd->nhw", v.float(), a.float())
+        v, a = self.embed_visual(image), self.embed_audio(audio)
+        cos = cosine_map(v, a)
         return {"v": v, "a": a, "cos": cos, "p": self.prob(cos)}
 
 
@@ -217,19 +210,6 @@ class PseudoLabelBank:
         return new
 
 
-@torch.no_grad()
-def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
-    """θ_t ← m·θ_t + (1 − m)·θ_s for parameters and floating buffers (BatchNorm statistics); other buffers are
-    copied. m = 0 makes the teacher a copy of the student."""
-    for p_t, p_s in zip(teacher.parameters(), student.parameters()):
-        p_t.mul_(momentum).add_(p_s.detach(), alpha=1.0 - momentum)
-    for b_t, b_s in zip(teacher.buffers(), student.buffers()):
-        if b_t.dtype.is_floating_point:
-            b_t.mul_(momentum).add_(b_s, alpha=1.0 - momentum)
-        else:
-            b_t.copy_(b_s)
-
-
 # ----------------------------------------------------------------------------------------------- pair
 
 
@@ -238,7 +218,7 @@ class SemiSupPair(AVModel):
 
     `forward` output (gathered by the loop): for k ∈ {a, b} `v_k`, `a_k` (embeddings), `cos_k`, `p_k` (maps with
     gradient); `t` (GT mask pooled to the grid; zero for unlabelled rows), `lab` (1.0 labelled / 0.0), `idx`.
-    Subclasses add their pseudo-labelling (`loss`) and inference map (`localize`).
+    Subclasses add their pseudo-labelling (`loss`) and name the models averaged into the map (`map_nets`).
     """
 
     map_range = "unit"
@@ -279,6 +259,12 @@ class SemiSupPair(AVModel):
         out["idx"] = (index if index is not None else torch.arange(n, device=image.device)).long()
         return out
 
+    @staticmethod
+    def rows(emb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(labelled, unlabelled) row masks of a gathered batch."""
+        lab = emb["lab"] > 0.5
+        return lab, ~lab
+
     def supervised(self, emb: dict[str, torch.Tensor], k: str, target: torch.Tensor, rows: torch.Tensor):
         """Pixel-wise BCE of model k's map against `target` on `rows`."""
         return masked_mean(pixel_bce(emb[f"p_{k}"], target), rows)
@@ -286,17 +272,14 @@ class SemiSupPair(AVModel):
     def unsupervised(self, emb: dict[str, torch.Tensor], k: str, rows: torch.Tensor) -> torch.Tensor:
         return contrastive(emb[f"v_{k}"], emb[f"a_{k}"], rows, self.tau)
 
-    def fused(self, nets: Sequence[MapNet], image: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-        """Mean of the probability maps of `nets` (no augmentation)."""
-        return torch.stack([net(image, audio)["p"] for net in nets]).mean(0)
+    def map_nets(self) -> list[MapNet]:
+        """The models whose probability maps make the inference map (default: the two students)."""
+        return [self.net_a, self.net_b]
 
-
-def teacher_copy(net: nn.Module) -> nn.Module:
-    """A frozen copy of `net` (EMA teacher)."""
-    teacher = copy.deepcopy(net)
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return teacher
+    @torch.no_grad()
+    def localize(self, image: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """Mean of the probability maps of `map_nets` (no augmentation)."""
+        return torch.stack([net(image, audio)["p"] for net in self.map_nets()]).mean(0)
 
 
 def ramp_fraction(epochs_in_phase: int, ramp_epochs: int) -> float:

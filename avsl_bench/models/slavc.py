@@ -20,7 +20,6 @@ paper Eq. 7, default) or the online ones (`online`, the released test script).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -28,8 +27,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from .base import (AVModel, EncoderConfig, MethodEntry, cross_entropy_cols, cross_entropy_rows,
-                   diagonal_accuracy)
+                   diagonal_accuracy, ema_update, teacher_copy)
 from .encoders import build_trunks, init_scratch
+from .maps import cosine_map
 
 __all__ = ["SLAVCConfig", "SLAVC", "slavc_logits", "build_slavc", "ENTRY"]
 
@@ -97,16 +97,12 @@ class SLAVC(AVModel):
         super().__init__(cfg.tau)
         self.cfg = cfg
         self.online = _Branch(cfg, audio_in_bins)
-        self.target = copy.deepcopy(self.online)
-        for p in self.target.parameters():
-            p.requires_grad_(False)
+        self.target = teacher_copy(self.online)
         self.weights_info = {"visual": self.online.info.to_json()}
 
-    @torch.no_grad()
     def momentum_update(self) -> None:
-        m = self.cfg.momentum
-        for p_t, p_o in zip(self.target.parameters(), self.online.parameters()):
-            p_t.mul_(m).add_(p_o.detach(), alpha=1.0 - m)
+        """θ̂ ← m·θ̂ + (1 − m)·θ, parameters only."""
+        ema_update(self.target, self.online, self.cfg.momentum, buffers=False)
 
     def forward(self, image: torch.Tensor, audio: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.training:
@@ -136,9 +132,7 @@ class SLAVC(AVModel):
         branch = self.target if self.cfg.map_features == "momentum" else self.online
         v1, v2 = branch.visual_features(image)
         a1, a2 = branch.audio_features(audio)
-        s1 = torch.einsum("ndhw,nd->nhw", v1.float(), a1.float())
-        s2 = torch.einsum("ndhw,nd->nhw", v2.float(), a2.float())
-        return 0.5 * (s1 + s2) / self.tau
+        return 0.5 * (cosine_map(v1, a1) + cosine_map(v2, a2)) / self.tau
 
 
 def build_slavc(cfg: SLAVCConfig, **kwargs) -> SLAVC:

@@ -61,8 +61,7 @@ class XPL(SemiSupPair):
         self.banks = {k: PseudoLabelBank(cfg.pl_ema) for k in self.NETS}
 
     def loss(self, emb):
-        lab = emb["lab"] > 0.5
-        unl = ~lab
+        lab, unl = self.rows(emb)
         sup = {k: self.supervised(emb, k, emb["t"], lab) for k in self.NETS}
         stats: dict[str, torch.Tensor] = {"loss_sup_a": sup["a"].detach(), "loss_sup_b": sup["b"].detach()}
         if self.warmup:
@@ -81,13 +80,8 @@ class XPL(SemiSupPair):
             unsup = self.unsupervised(emb, k, unl)
             total = total + cross + sup[k] + self.cfg.lambda_u * unsup
             stats.update({f"loss_cross_{k}": cross.detach(), f"loss_unsup_{k}": unsup.detach()})
-        n_unl = unl.float().sum().clamp_min(1.0)
-        stats.update(admitted=(admit.float().sum() / n_unl).detach(), rho=((rho * unl.float()).sum() / n_unl).detach())
+        stats.update(admitted=masked_mean(admit.float(), unl).detach(), rho=masked_mean(rho, unl).detach())
         return total, stats
-
-    @torch.no_grad()
-    def localize(self, image: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-        return self.fused([self.net_a, self.net_b], image, audio)
 
 
 def build_xpl(cfg: XPLConfig, **kwargs) -> XPL:

@@ -156,14 +156,13 @@ def predict(
         with torch.no_grad():
             for batch in loader:
                 image = features.normalize_image(batch["image"].to(dev))
+                grid, emb = model.localize_and_embed(image, batch["audio"].to(dev), embed=collected is not None)
                 if collected is not None:
-                    emb = model.embeddings(image, batch["audio"].to(dev))
                     if emb is None:
                         collected = None  # the method defines no embeddings
                     else:
                         collected["image"].append(emb[0].float().cpu().numpy())
                         collected["audio"].append(emb[1].float().cpu().numpy())
-                grid = model.localize(image, batch["audio"].to(dev))
                 av = M.upsample(grid)
                 av_fixed = M.fixed_range(av, model.tau) if model.map_range == "cosine" else av
                 if prior is None:

@@ -46,6 +46,10 @@ def test_model_contract(method):
     model.eval()
     grid = model.localize(image, audio)
     assert grid.shape == (6, 4, 4)  # 32 px / stride 8
+    one_pass, emb = model.localize_and_embed(image, audio)  # what predict calls
+    ref = model.embeddings(image, audio)
+    assert torch.equal(one_pass, grid) and model.localize_and_embed(image, audio, embed=False)[1] is None
+    assert (emb is None) == (ref is None) and all(torch.equal(x, y) for x, y in zip(emb or (), ref or ()))
     if model.map_range == "cosine":  # logits cos/τ
         assert float(grid.abs().max()) <= 1 / model.tau + 1e-4
     else:  # per-image normalised maps

@@ -13,8 +13,9 @@ from avsl_bench.models import build_model
 from avsl_bench.models.dmt import DMTConfig, dmt_pseudo_labels
 from avsl_bench import features
 from avsl_bench.models.augment import augment_image
-from avsl_bench.models.semisup import (PseudoLabelBank, SemiSupConfig, binarise, contrastive, ema_update, mask_iou,
-                                       pearson, pixel_bce, pool_mask, ramp_fraction, sharpen, top_fraction)
+from avsl_bench.models.base import ema_update
+from avsl_bench.models.semisup import (PseudoLabelBank, SemiSupConfig, binarise, contrastive, mask_iou, pearson,
+                                       pixel_bce, pool_mask, ramp_fraction, sharpen, top_fraction)
 from avsl_bench.models.xpl import XPLConfig, xpl_selection
 
 SMALL = dict(visual="small_cnn", visual_widths=(8, 8, 8, 16, 16), visual_strides=(2, 2, 1, 2, 1), visual_weights="",
@@ -119,6 +120,10 @@ def test_ema_update_parameters_and_buffers():
     assert teacher.num_batches_tracked.item() == 1
     ema_update(teacher, student, 0.0)
     assert all(torch.equal(a, b) for a, b in zip(teacher.state_dict().values(), student.state_dict().values()))
+    student(torch.randn(8, 3))
+    ema_update(teacher, student, 0.5, buffers=False)  # SLAVC: parameters only
+    assert torch.equal(teacher.weight, student.weight) and teacher.num_batches_tracked.item() == 1
+    assert not torch.equal(teacher.running_mean, student.running_mean)
 
 
 def colour_jitter(image, strengths):

@@ -211,7 +211,7 @@ def test_semisup_methods_train_in_two_phases_and_predict_unit_maps(method, label
     recipe = semisup_recipe(tmp_path / f"{method}.toml", method)
     run = train(method, labelled_shards, tmp_path / "run", recipe, device="cpu", seed=0)
     warm, unl = run["history"]
-    assert set(warm) - {"epoch", "steps", "seconds"} == {"loss", "loss_sup_a", "loss_sup_b"}  # labelled only
+    assert set(warm) - {"epoch", "steps", "lr", "seconds"} == {"loss", "loss_sup_a", "loss_sup_b"}  # labelled only
     assert {"loss_unsup_a", "loss_unsup_b"} <= set(unl) and all(np.isfinite(v) for v in unl.values())
     assert run["steps"] == 16 // 8 + 48 // 16  # warm-up: 16 labelled / 8; then 48 unlabelled / 16 (+ 8 labelled)
     data = run["training_data"]
