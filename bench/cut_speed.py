@@ -1,12 +1,15 @@
-"""Cut throughput: naive two-process cutting vs prepare's way (in-process PyAV cutter in a thread pool).
+"""Cut throughput: naive two-process cutting vs prepare's way (in-process PyAV cutter in a process pool).
 
 Generates N 10 s test clips (testsrc2 320x240 25 fps + sine, H.264/AAC mp4; mpeg4 if the ffmpeg lacks libx264),
 then times
   (1) naive:        per clip one ffmpeg for the frame and one for the audio, sequential, default threading;
   (2) cut, ffmpeg:  `cut_clip(cutter="ffmpeg")` (one process, two inputs, -threads 1) in a thread pool;
-  (3) cut, pyav:    `cut_clip(cutter="pyav")` (in-process, one thread per clip) in a thread pool;
-  (4) prepare:      the whole `run_prepare` engine with its default cutter (local source, cut pool,
+  (3) cut, pyav:    `cut_clip(cutter="pyav")` (in-process) in a thread pool (its per-packet Python holds the GIL);
+  (4) cut, pyav:    the same in `cut_pool("pyav")`, the process pool `run_prepare` cuts with (process start-up
+                    included);
+  (5) prepare:      the whole `run_prepare` engine with its default cutter (local source, cut pool,
                     deterministic tar + parquet + stats) = prepare's way.
+(2)-(4) call `cut_outcome`, the work function of prepare's cut pool; (2) is its pool for `--cutter ffmpeg`.
 Wall-clock clips/s depends on what else runs on the machine, so CPU seconds per clip (this process and its
 children, user+sys) are printed too: `cores / cpu_per_clip` is what an idle machine with that many cores reaches.
 
@@ -24,11 +27,14 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from avsl_bench.data.cut import cut_clip, cutter_info  # noqa: E402
+from avsl_bench.data.cut import (  # noqa: E402
+    CLIP_LENGTH, FRAME_TIME, CutResult, cut_clip, cut_outcome, cut_pool, cutter_info,
+)  # fmt: skip
 from avsl_bench.data.ffmpeg import BITEXACT_ARGS, FLAC_ARGS, ffmpeg_info, find_ffmpeg  # noqa: E402
 from avsl_bench.data.plan import PlanRow  # noqa: E402
 from avsl_bench.data.prepare import run_prepare  # noqa: E402
@@ -132,31 +138,40 @@ def main(argv: list[str] | None = None) -> int:
     with _Timer() as naive:
         for clip in clips:
             naive_cut(exe, clip, root)
+    w = args.workers
+    ways = [  # row label, cutter, pool
+        (f"(2) cut_clip ffmpeg, {w} threads", "ffmpeg", lambda: cut_pool("ffmpeg", w)),
+        (f"(3) cut_clip pyav, {w} threads", "pyav", lambda: ThreadPoolExecutor(w)),
+        (f"(4) cut_clip pyav, {w} processes", "pyav", lambda: cut_pool("pyav", w)),
+    ]
+    work = {cutter: partial(cut_outcome, start_offset=0.0, audio_window=CLIP_LENGTH, frame_time=FRAME_TIME, exe=exe,
+                            timeout=60.0, tmp_dir=None, cutter=cutter) for cutter in ("ffmpeg", "pyav")}  # fmt: skip
     timers = {}
-    for cutter in ("ffmpeg", "pyav"):
-        with _Timer() as timers[cutter], ThreadPoolExecutor(args.workers) as pool:
-            results = list(pool.map(lambda c: cut_clip(c, exe=exe, cutter=cutter), clips))
-        assert all(r.samples == 160000 and r.cutter == cutter for r in results), cutter
+    for label, cutter, make_pool in ways:
+        with _Timer() as timers[label], make_pool() as pool:
+            results = list(pool.map(work[cutter], clips))
+        assert all(isinstance(r, CutResult) and r.samples == 160000 and r.cutter == cutter for r in results), label
+    with _Timer() as startup, cut_pool("pyav", w) as pool:  # what (4) and (5) pay once: process start, imports
+        list(pool.map(work["pyav"], clips[:w]))
 
     rows = [PlanRow(c.stem, c.stem, c.stem, benchmark="bench", split="test", protocol="bench@1") for c in clips]
     n = len(clips)
     source = _DirSource({c.stem: c for c in clips})
     with _Timer() as engine:
-        run_prepare(rows, out_dir=root / "out", source=source, workers=args.workers, cut_workers=args.workers,
+        run_prepare(rows, out_dir=root / "out", source=source, workers=w, cut_workers=w,
                     samples_per_shard=max(1, n // 4), ffmpeg=exe, progress=False)  # fmt: skip
 
     print(f"{'method':<40}{'clips/s':>9}{'CPU ms/clip':>13}{'clips/s per core':>18}")
-    table = [
-        ("(1) naive (2 procs/clip, sequential)", naive),
-        (f"(2) cut_clip ffmpeg, {args.workers} threads", timers["ffmpeg"]),
-        (f"(3) cut_clip pyav, {args.workers} threads", timers["pyav"]),
-        (f"(4) prepare's way: run_prepare, {args.workers} cut", engine),
-    ]
+    table = [("(1) naive (2 procs/clip, sequential)", naive), *timers.items(),
+             (f"(5) prepare's way: run_prepare, {w} cut", engine)]  # fmt: skip
     for label, t in table:
         print(f"{label:<40}{n / t.wall:>9.1f}{1000 * t.cpu / n:>13.1f}{n / t.cpu:>18.1f}")
+    ffmpeg, threads, processes = (timers[label] for label, _, _ in ways)
+    print(f"(4), (5) include starting {w} processes: a fresh pool's first {w} cuts take {startup.wall:.2f} s wall, "
+          f"{startup.cpu:.2f} s CPU (in (3): {w * threads.wall / n:.2f} s, {w * threads.cpu / n:.2f} s)")
     print(f"prepare's way vs naive: x{naive.wall / engine.wall:.2f} clips/s (wall), "
-          f"x{naive.cpu / engine.cpu:.2f} less CPU per clip; "
-          f"pyav vs ffmpeg cutter: x{timers['ffmpeg'].wall / timers['pyav'].wall:.2f} wall")  # fmt: skip
+          f"x{naive.cpu / engine.cpu:.2f} less CPU per clip; pyav processes vs threads: "
+          f"x{threads.wall / processes.wall:.2f} wall, vs ffmpeg cutter: x{ffmpeg.wall / processes.wall:.2f}")  # fmt: skip
     shutil.rmtree(root, ignore_errors=True)  # clips kept with --keep live outside `root`
     return 0
 

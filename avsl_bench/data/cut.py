@@ -5,16 +5,22 @@ Two cutters give the same frame and PCM. `pyav` (default) runs the §4 pipeline 
 file: input 0 is seeked to the frame time (input seeking decodes from the previous keyframe and drops earlier
 frames, so the first frame with pts >= t is taken), input 1 is the audio window; the JPEG comes back on stdout,
 the FLAC through a private temp file (a seekable output gets a complete STREAMINFO). When PyAV cannot cut a file
-the ffmpeg cutter runs instead, and its ladder (`run_cut`) classifies the failure.
+the ffmpeg cutter runs instead, and its ladder (`run_cut`) classifies the failure. Many clips are cut by
+`cut_outcome` calls in a `cut_pool`: processes for `pyav` (its per-packet Python holds the GIL), threads for
+`ffmpeg`.
 """
 
 from __future__ import annotations
 
 import io
+import multiprocessing
 import os
 import re
+import signal
 import tempfile
+import threading
 import time
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -233,6 +239,49 @@ def cut_clip(
         timeout = max(timeout - (time.perf_counter() - t0), 1.0)
     return _cut_ffmpeg(src, start_offset=start_offset, audio_window=audio_window, frame_time=frame_time, exe=exe,
                        timeout=timeout, tmp_dir=tmp_dir, t0=t0)  # fmt: skip
+
+
+def cut_outcome(
+    src: str | Path,
+    start_offset: float,
+    audio_window: float,
+    frame_time: float,
+    exe: str | None,
+    timeout: float,
+    tmp_dir: str | Path | None,
+    cutter: str,
+) -> CutResult | CutError:
+    """`cut_clip` with its CutError returned, not raised: the work function of a `cut_pool`."""
+    try:
+        return cut_clip(src, start_offset=start_offset, audio_window=audio_window, frame_time=frame_time, exe=exe,
+                        timeout=timeout, tmp_dir=tmp_dir, cutter=cutter)  # fmt: skip
+    except CutError as exc:
+        return exc
+
+
+def cut_pool(cutter: str, workers: int) -> Executor:
+    """A pool of `workers` for `cut_outcome` calls with a resolved `cutter`: processes for `pyav`, threads for
+    `ffmpeg` (which runs a process per clip anyway).
+
+    The processes are spawned, not forked (the caller's other threads, e.g. downloads, may hold locks). They ignore
+    SIGINT, so the caller's Ctrl-C cancels the queued cuts and waits for the running ones as with threads, and
+    they exit when the caller dies, even by SIGKILL.
+    """
+    if _check_cutter(cutter) == "ffmpeg":
+        return ThreadPoolExecutor(workers, thread_name_prefix="cut")
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_pool_process)
+
+
+def _pool_process() -> None:
+    """Set up one `cut_pool` process: SIGINT ignored, a watcher that exits once the parent is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+
+    def exit_with_parent() -> None:
+        parent.join()  # returns when the parent's end of the spawn pipe closes: it exited
+        os._exit(1)
+
+    threading.Thread(target=exit_with_parent, name="exit-with-parent", daemon=True).start()
 
 
 def _cut_ffmpeg(src, *, start_offset, audio_window, frame_time, exe, timeout, tmp_dir, t0) -> CutResult:

@@ -16,8 +16,9 @@ skip. The first packet after the seek therefore gets the stream's priming SKIP_S
 first packet) unless it carries its own, and times go in as the command line's whole microseconds (`-ss 6.3`,
 not the float 1.3 + 5.0), rescaled to each stream's time base to the nearest tick as ffmpeg does.
 
-One thread per clip (decoders run with `thread_count=1`; PyAV releases the GIL while decoding), so a pool of N
-threads uses N cores. A file PyAV cannot cut raises `DecodeError`; `cut.cut_clip` then falls back to ffmpeg.
+One thread per clip (decoders run with `thread_count=1`). PyAV releases the GIL while decoding, but the
+per-packet Python in between holds it, so N threads do not use N cores: `cut.cut_pool` cuts in processes. A file
+PyAV cannot cut raises `DecodeError`; `cut.cut_clip` then falls back to ffmpeg.
 """
 
 from __future__ import annotations

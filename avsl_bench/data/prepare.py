@@ -3,13 +3,13 @@
 Resumable (shards with a stats file are skipped, `.tmp` leftovers deleted) and partable (`num_parts`/`part`).
 With `retry_failed`, a committed shard whose failed rows include retryable ones (`retryable_failure`) is redone
 for those rows only: its other rows and their samples are kept as committed, and the shard is committed again.
-Acquisition runs ahead in a thread pool over all clips of the part; cutting runs per shard in a second pool
-of threads, each cutting one clip at a time with the `cutter` (`pyav`: in-process, an ffmpeg process only for a
-file PyAV cannot cut; `ffmpeg`: one process per clip). Cuts are cached per clip id (`<cache>/cuts/<variant>/`,
-the variant hashing the cut facts, the ffmpeg build and the cutter with its PyAV/libav* versions), so a negative
-`<video>__neg__<audio>` copies the frame of its video clip and the audio of its audio clip. The cutter is recorded
-beside the ffmpeg build (part files, shard stats; `manifest.merge_split` adds it to manifest.json and refuses
-mixed ones).
+Acquisition runs ahead in a thread pool over all clips of the part; cutting runs per shard in a second pool, created
+once per run (`cut.cut_pool`), each worker cutting one clip at a time with the `cutter` (`pyav`: processes cutting
+in-process, an ffmpeg process only for a file PyAV cannot cut; `ffmpeg`: threads running one process per clip). Cuts
+are cached per clip id (`<cache>/cuts/<variant>/`, the variant hashing the cut facts, the ffmpeg build and the
+cutter with its PyAV/libav* versions), so a negative `<video>__neg__<audio>` copies the frame of its video clip and
+the audio of its audio clip. The cutter is recorded beside the ffmpeg build (part files, shard stats;
+`manifest.merge_split` adds it to manifest.json and refuses mixed ones).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import shutil
 import socket
 import threading
 import time
-from concurrent.futures import CancelledError, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,8 +30,8 @@ from typing import Any, Callable, Mapping, Sequence
 from ..errors import AvslBenchError, DataFileError, UsageError
 from ..files import canonical_json, fsync_dir, sha256_bytes, write_json_atomic
 from .cut import (
-    CLIP_LENGTH, FRAME_TIME, SAMPLE_RATE, CutError, CutResult, audio_window_bounds, cut_clip, cut_variant,
-    cutter_info, cutter_name, resolve_cutter,
+    CLIP_LENGTH, FRAME_TIME, SAMPLE_RATE, CutError, CutResult, audio_window_bounds, cut_outcome, cut_pool,
+    cut_variant, cutter_info, cutter_name, resolve_cutter,
 )  # fmt: skip
 from .ffmpeg import ffmpeg_info, find_ffmpeg
 from .manifest import environment_versions, toolkit_info
@@ -329,7 +329,8 @@ def run_prepare(
     row -> SampleBlobs, e.g. the synthetic generator) and `make_blobs_batch` (rows -> SampleBlobs in order, called
     with up to `blob_batch_size` rows) is given; callables must pickle when `blob_executor="process"`.
     `split_dir` defaults to `<out_dir>/<benchmark>/<split>`, `cache_dir` to `<out_dir>/_cache`.
-    `workers` sizes the acquisition (or blob) pool, `cut_workers` (default: CPU count) the cut pool.
+    `workers` sizes the acquisition (or blob) pool, `cut_workers` (default: CPU count) the cut pool (`cut.cut_pool`:
+    spawned processes for `pyav`, so a script calling this needs the `if __name__ == "__main__":` guard).
     A source with `needs_start_offset` (or `layout == "full"`) serves whole videos: the clip start is added to
     both seeks. A source with `acquire_many` (mirror) is called once with every clip of the part.
     `input_sha256` (digest of the input list) and `annotations` (name -> sha256) are recorded for the manifest.
@@ -562,7 +563,7 @@ def _run_source(run: _Run) -> None:
     run.bars.add("acquire", len(clip_ids))
     run.bars.add("cut", len(clip_ids))
     acquirer = _Acquirer(run.source, clip_ids, run.clips_dir, run.workers, run.bars)
-    cut_pool = ThreadPoolExecutor(run.cut_workers, thread_name_prefix="cut")
+    pool = cut_pool(run.cutter, run.cut_workers)
     try:
         for s in run.pending:
             t_shard = time.perf_counter()
@@ -570,7 +571,7 @@ def _run_source(run: _Run) -> None:
             needed = list(dict.fromkeys(cid for r in rows for cid in r.clip_ids()))
             acquired = {cid: acquirer.result(cid) for cid in needed}
             t_cut = time.perf_counter()
-            cuts = _cut_many(run, cut_pool, [c for c in needed if acquired[c].status == Status.SUCCESS], acquired)
+            cuts = _cut_many(run, pool, [c for c in needed if acquired[c].status == Status.SUCCESS], acquired)
             t_commit = time.perf_counter()
             manifest_rows, samples = [], []
             for row in rows:
@@ -581,11 +582,12 @@ def _run_source(run: _Run) -> None:
             run.commit(s, samples, manifest_rows, {"acquire_wait_s": t_cut - t_shard, "cut_s": t_commit - t_cut})
     finally:
         acquirer.shutdown()
-        cut_pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _cut_many(run: _Run, pool: Executor, clip_ids: list[str], acquired) -> dict[str, CutResult | CutError]:
-    """Cut each clip once (cut cache first, then the pool); failures come back as CutError values."""
+    """Cut each clip once (cut cache first, then `cut_outcome` in the pool; this thread stores each new cut);
+    failures come back as CutError values."""
     out: dict[str, CutResult | CutError] = {}
     todo = []
     for cid in clip_ids:
@@ -596,21 +598,19 @@ def _cut_many(run: _Run, pool: Executor, clip_ids: list[str], acquired) -> dict[
         else:
             todo.append(cid)
 
-    def one(cid: str) -> CutResult | CutError:
-        start = clip_ref(cid).start if run.full_length else 0.0
-        try:
-            result = cut_clip(
-                acquired[cid].path, start_offset=start, audio_window=run.audio_window, frame_time=run.frame_time,
-                exe=run.exe, timeout=run.cut_timeout, tmp_dir=run.cut_tmp, cutter=run.cutter,
-            )  # fmt: skip
-        except CutError as exc:
-            return exc
-        finally:
-            run.bars.advance("cut")
-        run.cut_cache.put(cid, result)
-        return result
-
-    out.update(zip(todo, pool.map(one, todo)))
+    futures = {
+        pool.submit(
+            cut_outcome, acquired[cid].path, start_offset=clip_ref(cid).start if run.full_length else 0.0,
+            audio_window=run.audio_window, frame_time=run.frame_time, exe=run.exe, timeout=run.cut_timeout,
+            tmp_dir=run.cut_tmp, cutter=run.cutter,
+        ): cid
+        for cid in todo
+    }  # fmt: skip
+    for fut in as_completed(futures):
+        out[futures[fut]] = result = fut.result()
+        if isinstance(result, CutResult):
+            run.cut_cache.put(futures[fut], result)
+        run.bars.advance("cut")
     return out
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import pickle
+import signal
 import stat
 import subprocess
+import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,13 +23,16 @@ from avsl_bench.data import cut as cut_mod
 from avsl_bench.data import decode
 from avsl_bench.data import ffmpeg as ff
 from avsl_bench.data.cut import (
-    CUTTER_ENV, CutError, audio_window_bounds, cut_argv, cut_clip, cutter_info, resolve_cutter,
+    CUTTER_ENV, CutError, audio_window_bounds, cut_argv, cut_clip, cut_outcome, cut_pool, cutter_info,
+    resolve_cutter,
 )  # fmt: skip
 from avsl_bench.data.ffmpeg import (
     FfmpegError, FfmpegTimeout, encode_flac, find_ffmpeg, flac_streaminfo, probe, run_ffmpeg,
 )  # fmt: skip
 
 from .conftest import frame_index
+
+REPO = Path(__file__).resolve().parents[2]
 
 # --------------------------------------------------------------------------- find / info
 
@@ -207,6 +215,67 @@ def test_cut_timeout_and_pickle(media, ffmpeg_exe):
     assert info.value.reason == "timeout"
     again = pickle.loads(pickle.dumps(info.value))
     assert (again.reason, again.message, str(again)) == (info.value.reason, info.value.message, str(info.value))
+
+
+def test_cut_outcomes_survive_pickling_with_every_field(media, ffmpeg_exe):
+    """What a `cut_pool` process sends back: a CutResult (fields outside `==` too) or a CutError."""
+    result = cut_clip(media["idx25"], exe=ffmpeg_exe, cutter="pyav")
+    again = pickle.loads(pickle.dumps(result))
+    assert dataclasses.astuple(again) == dataclasses.astuple(result) and again.elapsed_s > 0
+    assert type(again.audio_window) is tuple and again.cutter == "pyav"
+    error = CutError("no_frame", "no frame at >= 5 s (duration 4.0)")
+    back = pickle.loads(pickle.dumps(error))
+    assert (type(back), back.args, back.reason, back.message) == (CutError, error.args, error.reason, error.message)
+
+
+def test_cut_pool_cuts_pyav_in_processes(media, ffmpeg_exe, tmp_path):
+    args = dict(start_offset=0.0, audio_window=10.0, frame_time=5.0, exe=ffmpeg_exe, timeout=60.0, tmp_dir=tmp_path)
+    with cut_pool("ffmpeg", 2) as pool:
+        assert isinstance(pool, ThreadPoolExecutor)
+    with cut_pool("pyav", 2) as pool:
+        assert isinstance(pool, ProcessPoolExecutor)
+        got = [pool.submit(cut_outcome, media[name], cutter="pyav", **args) for name in ("idx25", "video_only")]
+        pids = {pool.submit(os.getpid).result() for _ in range(4)}
+    assert os.getpid() not in pids
+    ok, failure = (f.result() for f in got)
+    assert ok == cut_clip(media["idx25"], exe=ffmpeg_exe, cutter="pyav") and ok.cutter == "pyav"
+    alone = cut_outcome(media["video_only"], cutter="pyav", **args)
+    assert isinstance(failure, CutError) and (failure.reason, str(failure)) == (alone.reason, str(alone))
+
+
+_POOL_CHILD = """
+import os, signal, sys, time
+from avsl_bench.data.cut import cut_pool
+pool = cut_pool("pyav", 1)
+pid = pool.submit(os.getpid).result()
+os.kill(pid, signal.SIGINT)  # ignored: the caller handles Ctrl-C
+assert pool.submit(os.getpid).result() == pid
+print(pid, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads process states from /proc")
+def test_cut_pool_processes_ignore_sigint_and_exit_with_their_parent():
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-c", _POOL_CHILD], env=env, stdout=subprocess.PIPE, text=True)
+    worker = int(proc.stdout.readline())
+    proc.kill()  # the parent alone, as `kill -9 <pid>` does
+    proc.wait()
+
+    def running() -> bool:  # an exited worker may linger as a zombie until init reaps it
+        try:
+            with open(f"/proc/{worker}/stat") as f:
+                return f.read().rpartition(")")[2].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 20
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if running():
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail(f"pool process {worker} outlived its parent")
 
 
 # --------------------------------------------------------------------------- the in-process cutter

@@ -12,6 +12,7 @@ import tarfile
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -215,6 +216,20 @@ def test_full_length_layout_adds_start(media, tmp_path):
 def test_no_temp_dirs_left_in_cache(reference):
     out = reference[0]
     assert not (out / "_cache" / "tmp").exists() or not any((out / "_cache" / "tmp").iterdir())
+
+
+def test_one_cut_pool_per_run_shut_down_at_its_end(media, tmp_path, monkeypatch):
+    pytest.importorskip("av")
+    from avsl_bench.data import prepare
+    from avsl_bench.data.cut import cut_pool
+
+    pools = []
+    monkeypatch.setattr(prepare, "cut_pool", lambda *args: pools.append(cut_pool(*args)) or pools[-1])
+    rows, mapping = _rows_and_media(media)
+    summary = _run_inprocess(tmp_path, rows[:6], mapping, cutter="pyav")
+    assert summary.written == [0, 1, 2] and len(pools) == 1 and isinstance(pools[0], ProcessPoolExecutor)
+    with pytest.raises(RuntimeError):
+        pools[0].submit(os.getpid)
 
 
 # ------------------------------------------------------------------------------------------------ --retry-failed
