@@ -25,7 +25,7 @@ from ..errors import DataFileError, UnknownNameError, UsageError
 from ..files import sha256_file, write_json_atomic
 from .catalog import CatalogPlan, SplitSpec, plan_benchmark
 from .cut import resolve_cutter
-from .manifest import MergeError, merge_split
+from .manifest import MergeError, merge
 from .plan import DEFAULT_SAMPLES_PER_SHARD, check_part, make_plan
 from .prepare import RETRY_MODES, PrepareSummary, run_prepare
 from .shards import read_stats
@@ -365,8 +365,8 @@ def _merge_all(report: PrepareReport, samples_per_shard: int, allow_mixed_ffmpeg
         spec = specs[s.split]
         expected = make_plan(spec.rows, samples_per_shard=samples_per_shard, input_sha256=spec.input_sha256)[0]
         try:
-            s.manifest = merge_split(s.split_dir, allow_mixed_ffmpeg=allow_mixed_ffmpeg,
-                                     expected_plan_hash=expected.plan_hash)  # fmt: skip
+            s.manifest = merge(s.split_dir, allow_mixed_ffmpeg=allow_mixed_ffmpeg,
+                               expected_plan_hash=expected.plan_hash)  # fmt: skip
         except MergeError as exc:
             if exc.incomplete:
                 names = ", ".join(f"{i:06d}" for i in exc.incomplete)

@@ -1,8 +1,8 @@
 """Merge the parts of a split into `manifest.parquet`, `manifest.json` and `SHA256SUMS` (data spec §8, §9).
 
 `merge` refuses to write anything unless every shard of the plan is complete and consistent; its error lists the
-incomplete shards, so re-running their parts (which resume) fixes the split. `merge_split` (what `prepare` runs)
-adds the cutter: one cutter record across parts, written to manifest.json beside the ffmpeg build.
+incomplete shards, so re-running their parts (which resume) fixes the split. It also records the cutter: one
+cutter record across parts, written to manifest.json beside the ffmpeg build.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from ..files import (
 )  # fmt: skip
 from .cut import cutter_name
 from .plan import keys_sha256, read_part_files
-from .shards import MANIFEST_SCHEMA, read_stats, shard_done, shard_name, shard_paths
+from .shards import MANIFEST_SCHEMA, read_stats, shard_name, shard_paths
 from .sources.base import Status
 
 MANIFEST_SCHEMA_VERSION = 1
@@ -87,8 +87,8 @@ def merge(
     """Check every part and shard of a split and write its manifest files; return the manifest.json dict.
 
     Checks: identical plan hashes (part files, shard stats, `expected_plan_hash`); tar + parquet + stats for
-    every shard 0..S-1; tar sha256 == stats; each planned key exactly once; one ffmpeg build (unless
-    `allow_mixed_ffmpeg`, which is recorded). `annotations` (name -> sha256) overrides those in the part files.
+    every shard 0..S-1; tar sha256 == stats; each planned key exactly once; one ffmpeg build and one cutter
+    (unless `allow_mixed_ffmpeg`, which is recorded; the cutter goes to manifest.json as `cutter`). `annotations` (name -> sha256) overrides those in the part files.
     Raises MergeError listing problems and incomplete shards.
     """
     base = Path(split_dir)
@@ -117,6 +117,10 @@ def merge(
     if len(ffmpeg_builds) > 1 and not allow_mixed_ffmpeg:
         names = sorted(b[1] for b in ffmpeg_builds)
         problems.append(f"{len(ffmpeg_builds)} ffmpeg builds across parts (--allow-mixed-ffmpeg accepts): {names}")
+    cutters = sorted({canonical_json(r["cutter"]) for r in [*stats_list, *parts] if r.get("cutter")})
+    if len(cutters) > 1 and not allow_mixed_ffmpeg:
+        names = [cutter_name(json.loads(c)) for c in cutters]
+        problems.append(f"{len(cutters)} cutters across parts (--allow-mixed-ffmpeg accepts): {names}")
 
     manifest = pa.concat_tables(tables) if tables else MANIFEST_SCHEMA.empty_table()
     if not incomplete:
@@ -139,43 +143,10 @@ def merge(
     sums = "".join(f"{st['tar_sha256']}  {st['tar']}\n" for st in stats_list)
     write_text_atomic(base / "SHA256SUMS", sums)
     doc = _manifest_json(parts, stats_list, manifest, ffmpeg_builds, allow_mixed_ffmpeg, annotations)
-    write_json_atomic(base / "manifest.json", doc)
-    return doc
-
-
-def merge_split(
-    split_dir: str | Path,
-    *,
-    allow_mixed_ffmpeg: bool = False,
-    expected_plan_hash: str | None = None,
-    annotations: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """`merge` plus the cutter: one cutter record across part files and shard stats (else MergeError,
-    unless `allow_mixed_ffmpeg`), written to manifest.json as `cutter` beside `ffmpeg`; returns the manifest dict.
-
-    Records written before the cutter was recorded are left out of the check (as `merge` does with ffmpeg builds).
-    """
-    split_path = Path(split_dir)
-    parts = read_part_files(split_path)
-    records = [p["cutter"] for p in parts if p.get("cutter")]
-    num_shards = max((p["plan"]["num_shards"] for p in parts), default=0)
-    done = [s for s in range(num_shards) if shard_done(split_path, s)]
-    for s in done:
-        try:
-            records.append(read_stats(split_path, s).get("cutter"))
-        except (OSError, ValueError):
-            continue  # `merge` reports an unreadable stats file
-    distinct = sorted({canonical_json(r) for r in records if r})
-    if len(distinct) > 1 and not allow_mixed_ffmpeg:
-        names = [cutter_name(json.loads(d)) for d in distinct]
-        incomplete = [s for s in range(num_shards) if s not in set(done)]
-        raise MergeError([f"{len(distinct)} cutters across parts (--allow-mixed-ffmpeg accepts): {names}"], incomplete)
-    doc = merge(split_path, allow_mixed_ffmpeg=allow_mixed_ffmpeg, expected_plan_hash=expected_plan_hash,
-                annotations=annotations)  # fmt: skip
-    if distinct:
-        found = [json.loads(d) for d in distinct]
+    if cutters:
+        found = [json.loads(c) for c in cutters]
         doc["cutter"] = found[0] if len(found) == 1 else {"mixed": True, "allowed": True, "cutters": found}
-        write_json_atomic(split_path / "manifest.json", doc)
+    write_json_atomic(base / "manifest.json", doc)
     return doc
 
 

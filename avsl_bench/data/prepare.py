@@ -9,7 +9,7 @@ in-process, an ffmpeg process only for a file PyAV cannot cut; `ffmpeg`: threads
 are cached per clip id (`<cache>/cuts/<variant>/`, the variant hashing the cut facts, the ffmpeg build and the
 cutter with its PyAV/libav* versions), so a negative `<video>__neg__<audio>` copies the frame of its video clip and
 the audio of its audio clip. The cutter is recorded beside the ffmpeg build (part files, shard stats;
-`manifest.merge_split` adds it to manifest.json and refuses mixed ones).
+`manifest.merge` adds it to manifest.json and refuses mixed ones).
 """
 
 from __future__ import annotations

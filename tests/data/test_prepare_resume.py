@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from avsl_bench.data.manifest import merge, merge_split
+from avsl_bench.data.manifest import merge
 from avsl_bench.data.plan import PlanRow
 from avsl_bench.data.prepare import AcquisitionAborted, run_prepare
 from avsl_bench.data.shards import shard_paths
@@ -342,9 +342,8 @@ def test_cutter_is_recorded_beside_the_ffmpeg_build(reference):
     part = json.loads((split / "_parts" / "part-0-of-1.json").read_text())
     record = json.loads(sorted((split / "_runs").glob("*.json"))[-1].read_text())
     assert stats["cutter"] == part["cutter"] == record["cutter"] == expected and stats["ffmpeg"]
-    doc = merge_split(split)
-    assert doc["cutter"] == json.loads((split / "manifest.json").read_text())["cutter"] == expected
-    assert doc["ffmpeg"] == merge(split)["ffmpeg"]  # the plain merge still works, without the cutter key
+    doc = merge(split)
+    assert doc["cutter"] == json.loads((split / "manifest.json").read_text())["cutter"] == expected and doc["ffmpeg"]
 
 
 def test_other_cutter_cuts_afresh_and_merge_refuses_the_mix(media, tmp_path):
@@ -371,9 +370,9 @@ def test_other_cutter_cuts_afresh_and_merge_refuses_the_mix(media, tmp_path):
     assert json.loads(shard_paths(split, 1).stats.read_text())["cutter"] == {"cutter": "ffmpeg", "fallback": None}
 
     with pytest.raises(MergeError, match="2 cutters across parts"):
-        merge_split(split)
+        merge(split)
     assert not (split / "manifest.json").exists()
-    doc = merge_split(split, allow_mixed_ffmpeg=True)
+    doc = merge(split, allow_mixed_ffmpeg=True)
     assert doc["cutter"]["mixed"] and {c["cutter"] for c in doc["cutter"]["cutters"]} == {"pyav", "ffmpeg"}
     with pytest.raises(UsageError, match="shard 000001 was cut by ffmpeg: retry its failed rows with --cutter ffmpeg"):
         _prepare_with(out, rows, LocalSource(mapping), cutter="pyav", retry_failed="all")
