@@ -50,6 +50,12 @@ class AVModel(nn.Module):
 
     map_range = "cosine"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # `localize` and `localize_and_embed` default to each other: a method must define one of them.
+        if cls.localize is AVModel.localize and cls.localize_and_embed is AVModel.localize_and_embed:
+            raise TypeError(f"{cls.__name__} must define localize or localize_and_embed")
+
     def __init__(self, tau: float) -> None:
         super().__init__()
         self.tau = float(tau)

@@ -57,6 +57,21 @@ def test_model_contract(method):
     assert model.sample_scores(image, audio) is None
 
 
+def test_a_method_must_define_its_map():
+    """`localize` and `localize_and_embed` default to each other, so a class that defines neither is refused."""
+    from avsl_bench.models.base import AVModel
+
+    with pytest.raises(TypeError, match="NoMap must define localize or localize_and_embed"):
+        type("NoMap", (AVModel,), {})
+
+    class OnlyMap(AVModel):
+        def localize(self, image, audio):
+            return image.mean(dim=1)
+
+    grid, emb = OnlyMap(0.1).localize_and_embed(torch.ones(2, 3, 4, 4), torch.ones(2, 5))
+    assert grid.shape == (2, 4, 4) and emb is None
+
+
 def test_unknown_method_suggests():
     with pytest.raises(UnknownNameError, match="ezvsl"):
         get_method("ezvls")
