@@ -95,10 +95,16 @@ class ScheduleConfig:
     # Learning rate over the fixed schedule: "constant" (the papers' recipes) or "cosine" (half a cosine from
     # optim.lr at the first step to 0 after the last one, per step).
     lr_decay: str = "constant"
+    # Weight averaging: 0 = off (the papers' recipes); m in (0, 1): an exponential moving average of the weights
+    # (parameters and BatchNorm statistics, θ̄ ← m·θ̄ + (1 − m)·θ after every step) is kept and every checkpoint,
+    # `final.pt` included, holds it instead of the last step's weights. A regulariser of the fixed schedule.
+    weight_ema: float = 0.0
 
     def __post_init__(self) -> None:
         if self.lr_decay not in LR_DECAYS:
             raise ValueError(f"schedule.lr_decay must be one of {LR_DECAYS}, got {self.lr_decay!r}")
+        if not 0.0 <= self.weight_ema < 1.0:
+            raise ValueError(f"schedule.weight_ema must be in [0, 1), got {self.weight_ema}")
         if self.epochs < 1 or self.batch_size < 2:
             raise ValueError("epochs must be ≥ 1 and batch_size ≥ 2")
         if self.warmup_epochs < 0 or self.labelled_batch_size < 0:

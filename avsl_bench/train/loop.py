@@ -2,7 +2,8 @@
 
 No early stopping by construction: the loop reads training shards only (`check_training_data` refuses test
 splits and negatives), has no validation hook, trains every epoch of the recipe and writes `final.pt` — the
-result. `save_every` keeps `epoch_XXX.pt` files for diagnostics; they are never selected from.
+result. `save_every` keeps `epoch_XXX.pt` files for diagnostics; they are never selected from. With
+`schedule.weight_ema` every checkpoint holds the running average of the weights rather than the last step's.
 
 Runs unchanged on CPU, one GPU or `torchrun --nproc_per_node G` (fixed global batch, embeddings all-gathered
 with gradient, SyncBatchNorm for G > 1 on CUDA; gloo/CPU runs keep per-process BatchNorm and say so); AMP (bf16/fp16 per recipe) and channels_last apply on CUDA only.
@@ -34,6 +35,7 @@ from .. import features
 from ..errors import UsageError
 from ..files import atomic_write, sha256_file, write_json_atomic
 from ..models import build_model
+from ..models.base import ema_update, teacher_copy
 from ..models.recipes import Recipe, load_recipe
 from ..provenance import tool_info
 from . import distributed as D
@@ -205,6 +207,8 @@ def train(
     optimizer = opt_cls([p for p in model.parameters() if p.requires_grad], lr=recipe.optim.lr,
                         betas=recipe.optim.betas, eps=recipe.optim.eps, weight_decay=recipe.optim.weight_decay)
     lr_factor = _lr_factor(recipe.schedule, sampler)
+    averaged = teacher_copy(model) if recipe.schedule.weight_ema else None  # schedule.weight_ema's running average
+    held = averaged if averaged is not None else model  # the weights every checkpoint holds
     amp = recipe.runtime.amp if dev.type == "cuda" else "none"
     scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
 
@@ -240,6 +244,8 @@ def train(
             else:
                 loss.backward()
                 optimizer.step()
+            if averaged is not None:
+                ema_update(averaged, model, recipe.schedule.weight_ema)
             steps += 1
             n_batches += 1
             seen += batch_size
@@ -256,7 +262,7 @@ def train(
         every = recipe.schedule.save_every
         if every and (epoch + 1) % every == 0 and epoch + 1 < recipe.schedule.epochs and dist_info.is_main:
             name = f"epoch_{epoch + 1:03d}.pt"
-            digest = save_checkpoint(out / name, model, recipe, {"epoch": epoch + 1, "seed": seed})
+            digest = save_checkpoint(out / name, held, recipe, {"epoch": epoch + 1, "seed": seed})
             epoch_ckpts.append({"file": name, "epoch": epoch + 1, "sha256": digest, "selected": False})
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
@@ -265,7 +271,7 @@ def train(
     # ---- final checkpoint + run.json (rank 0)
     run: dict[str, Any] = {}
     if dist_info.is_main:
-        digest = save_checkpoint(out / "final.pt", model, recipe, {"epoch": recipe.schedule.epochs, "seed": seed})
+        digest = save_checkpoint(out / "final.pt", held, recipe, {"epoch": recipe.schedule.epochs, "seed": seed})
         benchmarks = index.benchmarks()
         run = {
             "schema": RUN_SCHEMA,

@@ -319,3 +319,27 @@ def test_lr_decay_constant_and_cosine_over_the_whole_schedule():
     assert factors[3] == pytest.approx(0.5 * (1 + math.cos(math.pi * 3 / 7)))
     with pytest.raises(ValueError, match="lr_decay"):
         ScheduleConfig(epochs=3, lr_decay="linear")
+
+
+def test_weight_ema_is_what_checkpoints_hold_and_leaves_training_alone(runs, fixture_shards, tmp_path):
+    """`schedule.weight_ema`: the same training trajectory (losses), checkpoints holding the running average; a
+    vanishing m gives the last step's weights back."""
+    from avsl_bench.models.recipes import ScheduleConfig
+
+    run_dir, plain = runs["ezvsl"]
+    base = tiny_recipe(tmp_path / "base.toml", "ezvsl").read_text()
+    finals = {}
+    for m in (0.5, 1e-12):
+        recipe = tmp_path / f"ema{m}.toml"
+        recipe.write_text(base.replace("[schedule]\n", f"[schedule]\nweight_ema = {m}\n"))
+        run = train("ezvsl", fixture_shards["train"], tmp_path / f"ema{m}", recipe, device="cpu", seed=0)
+        assert run["recipe"]["resolved"]["schedule"]["weight_ema"] == m
+        assert [h["loss"] for h in run["history"]] == [h["loss"] for h in plain["history"]]
+        finals[m] = torch.load(tmp_path / f"ema{m}" / "final.pt", weights_only=True)["state_dict"]
+    last = torch.load(run_dir / "final.pt", weights_only=True)["state_dict"]
+    assert all(torch.allclose(finals[1e-12][k].float(), last[k].float(), atol=1e-6) for k in last)
+    weights = [k for k in last if last[k].is_floating_point() and "running" not in k]
+    assert any(not torch.allclose(finals[0.5][k], last[k]) for k in weights)
+    assert all(torch.equal(finals[0.5][k], last[k]) for k in last if not last[k].is_floating_point())
+    with pytest.raises(ValueError, match="weight_ema"):
+        ScheduleConfig(epochs=3, weight_ema=1.0)
