@@ -96,8 +96,9 @@ class ScheduleConfig:
     # optim.lr at the first step to 0 after the last one, per step).
     lr_decay: str = "constant"
     # Weight averaging: 0 = off (the papers' recipes); m in (0, 1): an exponential moving average of the weights
-    # (parameters and BatchNorm statistics, θ̄ ← m·θ̄ + (1 − m)·θ after every step) is kept and every checkpoint,
-    # `final.pt` included, holds it instead of the last step's weights. A regulariser of the fixed schedule.
+    # (parameters and BatchNorm statistics, θ̄ ← m·θ̄ + (1 − m)·θ after every step, bias-corrected so that the
+    # initial weights carry no share) is kept and every checkpoint, `final.pt` included, holds it instead of the
+    # last step's weights. A regulariser of the fixed schedule.
     weight_ema: float = 0.0
 
     def __post_init__(self) -> None:

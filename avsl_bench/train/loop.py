@@ -42,7 +42,7 @@ from . import distributed as D
 from .data import AVDataset, EpochBatchSampler, SemiSupBatchSampler, ShardIndex, check_training_data, labelled_flags
 from .seeding import seed_everything, worker_init_fn
 
-__all__ = ["train", "RUN_SCHEMA", "CHECKPOINT_FORMAT", "save_checkpoint", "leakage_flag"]
+__all__ = ["train", "RUN_SCHEMA", "CHECKPOINT_FORMAT", "save_checkpoint", "leakage_flag", "debiased_momentum"]
 
 RUN_SCHEMA = "avsl-bench-run@1"
 CHECKPOINT_FORMAT = "avsl-bench-checkpoint@1"
@@ -97,6 +97,13 @@ def _extras(batch: dict, device: torch.device) -> dict[str, torch.Tensor]:
     return {"mask": batch["mask"].to(device, non_blocking=True).float(),
             "labelled": batch["labelled"].to(device, non_blocking=True),
             "index": batch["index"].to(device, non_blocking=True)}  # fmt: skip
+
+
+def debiased_momentum(m: float, step: int) -> float:
+    """The momentum of EMA update number `step` (1, 2, …) that makes the running average the bias-corrected EMA
+    Σ_t (1 − m)·m^(T − t)·θ_t / (1 − m^T) of the weights after steps 1…T: the initial weights carry no share
+    (the first update copies θ_1), however short the run."""
+    return m * (1.0 - m ** (step - 1)) / (1.0 - m**step)
 
 
 def _lr_factor(schedule, sampler) -> Callable[[int], float]:
@@ -245,7 +252,7 @@ def train(
                 loss.backward()
                 optimizer.step()
             if averaged is not None:
-                ema_update(averaged, model, recipe.schedule.weight_ema)
+                ema_update(averaged, model, debiased_momentum(recipe.schedule.weight_ema, steps + 1))
             steps += 1
             n_batches += 1
             seen += batch_size

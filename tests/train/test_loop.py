@@ -343,3 +343,18 @@ def test_weight_ema_is_what_checkpoints_hold_and_leaves_training_alone(runs, fix
     assert all(torch.equal(finals[0.5][k], last[k]) for k in last if not last[k].is_floating_point())
     with pytest.raises(ValueError, match="weight_ema"):
         ScheduleConfig(epochs=3, weight_ema=1.0)
+
+
+@pytest.mark.parametrize("m", [0.5, 0.98, 0.999])
+def test_debiased_momentum_gives_the_bias_corrected_average(m):
+    from avsl_bench.train.loop import debiased_momentum
+
+    thetas = np.random.default_rng(7).normal(size=40)
+    running = 123.0  # the initial weights: no share in the result
+    for step, theta in enumerate(thetas, start=1):
+        k = debiased_momentum(m, step)
+        running = k * running + (1 - k) * theta
+        t = np.arange(1, step + 1)
+        closed = ((1 - m) * m ** (step - t) * thetas[:step]).sum() / (1 - m**step)
+        assert running == pytest.approx(closed, rel=1e-9, abs=1e-12)
+    assert debiased_momentum(m, 1) == 0.0
