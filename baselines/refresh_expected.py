@@ -90,15 +90,19 @@ def full_runs(method: str, dirs: dict[str, Path], work: Path, seeds=SEEDS) -> di
 
 
 def acceptance(full: dict, cp: dict) -> dict:
+    """Spec §3.8 on the 3-seed runs: both margins over the Center Prior, the distractor-audio gap, and every seed's
+    training within the time limit (wall seconds on this machine, so run the refresh with the machine idle)."""
     mean = full["mean"]
+    max_train_s = max(r["train_s"] for r in full["seeds"].values())
     return {
         "loc_acc_vs_center_prior": round(mean["loc_acc"] - cp["loc_acc"], 4),
         "auc_vs_center_prior": round(mean["auc"] - cp["auc"], 4),
         "distractor_gap": round(mean["loc_acc"] - mean["distractor_loc_acc"], 4),
-        "max_train_s": max(r["train_s"] for r in full["seeds"].values()),
+        "max_train_s": max_train_s,
         "passes": bool(mean["loc_acc"] >= cp["loc_acc"] + ACCEPT["loc_acc_margin"]
                        and mean["auc"] >= cp["auc"] + ACCEPT["auc_margin"]
-                       and mean["loc_acc"] - mean["distractor_loc_acc"] >= ACCEPT["control_gap"]),
+                       and mean["loc_acc"] - mean["distractor_loc_acc"] >= ACCEPT["control_gap"]
+                       and max_train_s <= ACCEPT["train_seconds"]),
     }  # fmt: skip
 
 
@@ -174,7 +178,10 @@ def main() -> None:
                 expected["methods"].setdefault(method, {})["synthetic"] = full
     text = json.dumps(expected, indent=2, sort_keys=True) + "\n"
     if args.write:
-        EXPECTED.write_text(text)
+        from avsl_bench.files import atomic_write
+
+        with atomic_write(EXPECTED, "w") as f:
+            f.write(text)
         print(f"wrote {EXPECTED}")
     else:
         print(text)

@@ -31,6 +31,23 @@ def test_pins_cover_every_registered_method():
     assert sorted(EXPECTED["methods"]) == method_registry().names()
 
 
+def test_pinned_acceptance_verdicts_follow_the_spec_rule():
+    """Each stored §3.8 verdict is what `refresh_expected.acceptance` computes from the stored per-seed runs (a hand
+    edit of a number or a flag fails here), and the rule includes the training-time limit."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("refresh_expected", baselines_dir() / "refresh_expected.py")
+    refresh = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(refresh)
+    cp = EXPECTED["synthetic"]["center_prior"]
+    for method, pins in EXPECTED["methods"].items():
+        if "synthetic" in pins:
+            assert refresh.acceptance(pins["synthetic"], cp) == pins["synthetic"]["acceptance"], method
+    slow = {"seeds": {"0": {"train_s": refresh.ACCEPT["train_seconds"] + 1}},
+            "mean": {"loc_acc": 1.0, "auc": 1.0, "distractor_loc_acc": 0.0}}
+    assert refresh.acceptance(slow, cp)["passes"] is False
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", sorted(EXPECTED["methods"]))
 def test_cpu_recipe_reproduces_pins(method, tiny_synthetic, tmp_path):
