@@ -353,7 +353,9 @@ def _flickr_producer(plan: CatalogPlan, out: Path, *, workers: int, ffmpeg, cut_
             used = {r.video_id: with_xml[r.video_id] for r in split.rows if r.video_id in with_xml}
             extra.update({"flickr_xml.sha256": xml_digest(used), "flickr_xml.files": str(len(used))})
         annotations[split.split] = extra
-    return annotations, {"make_blobs_batch": maker, "blob_batch_size": FLICKR_BATCH, "blob_executor": "thread",
+    # PyAV's per-packet Python holds the GIL, so its cuts run in processes; the ffmpeg cutter waits on a process
+    executor = "process" if cutter == "pyav" else "thread"
+    return annotations, {"make_blobs_batch": maker, "blob_batch_size": FLICKR_BATCH, "blob_executor": executor,
                          "workers": workers, "cut_timeout": cut_timeout}  # fmt: skip
 
 

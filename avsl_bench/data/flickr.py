@@ -441,7 +441,7 @@ class FlickrBlobs:
         cache.mkdir(parents=True, exist_ok=True)
         facts = {**facts, **{f"{suffix}_sha256": sha256_bytes(data) for suffix, data in blobs.items()}}
         for suffix, data in (*blobs.items(), ("json", canonical_json(facts).encode())):
-            tmp = cache / f".{name}.{suffix}.{threading.get_ident()}.tmp"
+            tmp = cache / f".{name}.{suffix}.{os.getpid()}.{threading.get_ident()}.tmp"  # threads or processes
             tmp.write_bytes(data)
             os.replace(tmp, cache / f"{name}.{suffix}")
 

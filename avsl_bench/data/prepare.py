@@ -14,6 +14,7 @@ the audio of its audio clip. The cutter is recorded beside the ffmpeg build (par
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -327,7 +328,8 @@ def run_prepare(
 
     Exactly one of `source` (real clips: acquire into `<cache>/clips`, cut with `cutter`), `make_blobs` (callable
     row -> SampleBlobs, e.g. the synthetic generator) and `make_blobs_batch` (rows -> SampleBlobs in order, called
-    with up to `blob_batch_size` rows) is given; callables must pickle when `blob_executor="process"`.
+    with up to `blob_batch_size` rows) is given; with `blob_executor="process"` the callable is handed to each pool
+    process once (so it must pickle where processes are not forked).
     `split_dir` defaults to `<out_dir>/<benchmark>/<split>`, `cache_dir` to `<out_dir>/_cache`.
     `workers` sizes the acquisition (or blob) pool, `cut_workers` (default: CPU count) the cut pool (`cut.cut_pool`:
     spawned processes for `pyav`, so a script calling this needs the `if __name__ == "__main__":` guard).
@@ -654,14 +656,18 @@ def _run_blobs(run: _Run) -> None:
     """Blob mode (synthetic, Flickr archives): rows -> SampleBlobs in batches; a CutError means failed_cut
     (reason `missing`: unavailable)."""
     run.bars.add("samples", sum(len(run.work_rows(s)) for s in run.pending))
-    pool_cls = ProcessPoolExecutor if run.blob_executor == "process" else ThreadPoolExecutor
     size = run.blob_batch_size
-    with pool_cls(run.workers) as pool:
+    if run.blob_executor == "process":  # the maker travels once per process, not with every batch
+        pool: Executor = ProcessPoolExecutor(run.workers, initializer=_install_maker, initargs=(run.make_blobs_batch,))
+        call = functools.partial(_call_batch, None)
+    else:
+        pool, call = ThreadPoolExecutor(run.workers), functools.partial(_call_batch, run.make_blobs_batch)
+    with pool:
         for s in run.pending:
             t_shard = time.perf_counter()
             rows = run.work_rows(s)
             chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
-            futures = [pool.submit(_call_batch, run.make_blobs_batch, chunk) for chunk in chunks]
+            futures = [pool.submit(call, chunk) for chunk in chunks]
             results = []
             for fut in futures:
                 got = fut.result()
@@ -691,10 +697,21 @@ class _OneRow:
         return [self.make_blobs(row) for row in rows]
 
 
-def _call_batch(make_blobs_batch: MakeBlobsBatch, rows: Sequence[PlanRow]) -> list[SampleBlobs | CutError]:
-    """Run a batch; a CutError fails every row of that batch (per-row callables get batches of one)."""
+_INSTALLED_MAKER: MakeBlobsBatch | None = None  # the blob maker of a blob-pool process (`_install_maker`)
+
+
+def _install_maker(make_blobs_batch: MakeBlobsBatch) -> None:
+    """Initializer of a blob-pool process: keep its maker (a Flickr maker holds every clip's media paths)."""
+    global _INSTALLED_MAKER
+    _INSTALLED_MAKER = make_blobs_batch
+
+
+def _call_batch(make_blobs_batch: MakeBlobsBatch | None, rows: Sequence[PlanRow]) -> list[SampleBlobs | CutError]:
+    """Run a batch with `make_blobs_batch` (None: this process's installed maker); a CutError fails every row of
+    that batch (per-row callables get batches of one)."""
     try:
-        out = list(make_blobs_batch(rows))
+        maker = make_blobs_batch if make_blobs_batch is not None else _INSTALLED_MAKER
+        out = list(maker(rows))
     except CutError as exc:
         return [exc] * len(rows)
     if len(out) != len(rows):

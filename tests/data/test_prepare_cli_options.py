@@ -60,8 +60,11 @@ def test_cut_timeout_then_retry_failed(tmp_path, upstream, media):
 
 
 def test_cutter_reaches_flickr_cuts(tmp_path, upstream, media, monkeypatch):
-    """`--cutter` cuts the Flickr videos and is recorded as for VGGSound cuts: shard stats, manifest, cache key."""
-    from avsl_bench.data import decode
+    """`--cutter` cuts the Flickr videos and is recorded as for VGGSound cuts: shard stats, manifest, cache key.
+    PyAV cuts run in a process pool; its shards are byte-identical to cutting the same clips in threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from avsl_bench.data import decode, prepare
 
     monkeypatch.delenv("AVSL_BENCH_CUTTER", raising=False)
     ids = [r.key for r in plan_benchmark("flickr-10k-noleak", limit=2).splits[0].rows]
@@ -72,16 +75,26 @@ def test_cutter_reaches_flickr_cuts(tmp_path, upstream, media, monkeypatch):
     calls = []
     in_process = decode.cut_pyav
     monkeypatch.setattr(decode, "cut_pyav", lambda src, **kw: calls.append(src) or in_process(src, **kw))
-    split = out / "flickr-10k-noleak" / "train"
-    for cutter, record in (("ffmpeg", {"cutter": "ffmpeg", "fallback": None}), ("pyav", None)):
+    split, caches = out / "flickr-10k-noleak" / "train", out / "_cache" / "flickr-cuts"
+
+    def prepare_with(cutter: str) -> dict:
         calls.clear()
-        shutil.rmtree(split, ignore_errors=True)  # the split is prepared afresh, the cut cache kept
+        shutil.rmtree(split, ignore_errors=True)  # the split is prepared afresh
         result = _invoke("prepare", "flickr-10k-noleak", "--out", out, "--limit", 2, "--flickr-archive", videos,
                          "--cutter", cutter, "--no-progress")  # fmt: skip
         assert result.exit_code == 0, result.output
         manifest = json.loads((split / "manifest.json").read_text())
         assert manifest["counts"]["success"] == 2 and manifest["cutter"]["cutter"] == cutter
-        assert record is None or manifest["cutter"] == record
         assert json.loads((split / "000000_stats.json").read_text())["cutter"] == manifest["cutter"]
-        assert len(calls) == (2 if cutter == "pyav" else 0)  # pyav: cut afresh, not served from ffmpeg's cache
-    assert len(list((out / "_cache" / "flickr-cuts").iterdir())) == 2  # one cut cache per cutter
+        return manifest
+
+    assert prepare_with("ffmpeg")["cutter"] == {"cutter": "ffmpeg", "fallback": None} and calls == []
+    (ffmpeg_cache,) = caches.iterdir()
+    prepare_with("pyav")  # in processes: the patched cut_pyav above is not theirs
+    (pyav_cache,) = set(caches.iterdir()) - {ffmpeg_cache}  # one cut cache per cutter: not served from ffmpeg's
+    assert len(list(pyav_cache.glob("*.json"))) == 2  # both clips cut afresh
+    in_processes = {p.name: p.read_bytes() for p in split.glob("*.tar")}
+    shutil.rmtree(pyav_cache)
+    monkeypatch.setattr(prepare, "ProcessPoolExecutor", ThreadPoolExecutor)  # the same pool API, in threads
+    prepare_with("pyav")
+    assert len(calls) == 2 and {p.name: p.read_bytes() for p in split.glob("*.tar")} == in_processes
