@@ -24,7 +24,7 @@ from typing import Any, Iterator
 from ..errors import DataFileError, UnknownNameError, UsageError
 from ..files import sha256_file, write_json_atomic
 from .catalog import CatalogPlan, SplitSpec, plan_benchmark
-from .cut import resolve_cutter
+from .cut import cuts_in_processes, resolve_cutter
 from .manifest import MergeError, merge
 from .plan import DEFAULT_SAMPLES_PER_SHARD, check_part, make_plan
 from .prepare import RETRY_MODES, PrepareSummary, run_prepare
@@ -353,8 +353,7 @@ def _flickr_producer(plan: CatalogPlan, out: Path, *, workers: int, ffmpeg, cut_
             used = {r.video_id: with_xml[r.video_id] for r in split.rows if r.video_id in with_xml}
             extra.update({"flickr_xml.sha256": xml_digest(used), "flickr_xml.files": str(len(used))})
         annotations[split.split] = extra
-    # PyAV's per-packet Python holds the GIL, so its cuts run in processes; the ffmpeg cutter waits on a process
-    executor = "process" if cutter == "pyav" else "thread"
+    executor = "process" if cuts_in_processes(cutter) else "thread"
     return annotations, {"make_blobs_batch": maker, "blob_batch_size": FLICKR_BATCH, "blob_executor": executor,
                          "workers": workers, "cut_timeout": cut_timeout}  # fmt: skip
 

@@ -259,6 +259,12 @@ def cut_outcome(
         return exc
 
 
+def cuts_in_processes(cutter: str) -> bool:
+    """Whether cuts with a resolved `cutter` belong in processes: PyAV's per-packet Python holds the GIL, while the
+    ffmpeg cutter only waits on its process (threads suffice)."""
+    return _check_cutter(cutter) == "pyav"
+
+
 def cut_pool(cutter: str, workers: int) -> Executor:
     """A pool of `workers` for `cut_outcome` calls with a resolved `cutter`: processes for `pyav`, threads for
     `ffmpeg` (which runs a process per clip anyway).
@@ -267,7 +273,7 @@ def cut_pool(cutter: str, workers: int) -> Executor:
     SIGINT, so the caller's Ctrl-C cancels the queued cuts and waits for the running ones as with threads, and
     they exit when the caller dies, even by SIGKILL.
     """
-    if _check_cutter(cutter) == "ffmpeg":
+    if not cuts_in_processes(cutter):
         return ThreadPoolExecutor(workers, thread_name_prefix="cut")
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_pool_process)
 

@@ -659,7 +659,7 @@ def _run_blobs(run: _Run) -> None:
     size = run.blob_batch_size
     if run.blob_executor == "process":  # the maker travels once per process, not with every batch
         pool: Executor = ProcessPoolExecutor(run.workers, initializer=_install_maker, initargs=(run.make_blobs_batch,))
-        call = functools.partial(_call_batch, None)
+        call: Callable[[Sequence[PlanRow]], list] = _call_installed
     else:
         pool, call = ThreadPoolExecutor(run.workers), functools.partial(_call_batch, run.make_blobs_batch)
     with pool:
@@ -706,12 +706,15 @@ def _install_maker(make_blobs_batch: MakeBlobsBatch) -> None:
     _INSTALLED_MAKER = make_blobs_batch
 
 
-def _call_batch(make_blobs_batch: MakeBlobsBatch | None, rows: Sequence[PlanRow]) -> list[SampleBlobs | CutError]:
-    """Run a batch with `make_blobs_batch` (None: this process's installed maker); a CutError fails every row of
-    that batch (per-row callables get batches of one)."""
+def _call_installed(rows: Sequence[PlanRow]) -> list[SampleBlobs | CutError]:
+    """`_call_batch` with this blob-pool process's installed maker."""
+    return _call_batch(_INSTALLED_MAKER, rows)
+
+
+def _call_batch(make_blobs_batch: MakeBlobsBatch, rows: Sequence[PlanRow]) -> list[SampleBlobs | CutError]:
+    """Run a batch; a CutError fails every row of that batch (per-row callables get batches of one)."""
     try:
-        maker = make_blobs_batch if make_blobs_batch is not None else _INSTALLED_MAKER
-        out = list(maker(rows))
+        out = list(make_blobs_batch(rows))
     except CutError as exc:
         return [exc] * len(rows)
     if len(out) != len(rows):
